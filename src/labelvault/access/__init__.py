@@ -1,0 +1,23 @@
+"""Roles, the one role → permission table every check reads, and ``can()``."""
+
+from labelvault.access.permissions import (
+    ORG_ROLES,
+    PROJECT_ROLES,
+    ROLE_PERMISSIONS,
+    Permission,
+    Role,
+    Scope,
+    can,
+    permissions_of,
+)
+
+__all__ = [
+    "ORG_ROLES",
+    "PROJECT_ROLES",
+    "ROLE_PERMISSIONS",
+    "Permission",
+    "Role",
+    "Scope",
+    "can",
+    "permissions_of",
+]

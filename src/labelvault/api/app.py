@@ -1,0 +1,57 @@
+"""The JSON API under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``) and ``/healthz``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from labelvault import __version__
+from labelvault.api.middleware import SecurityHeadersMiddleware
+from labelvault.api.problems import install_problem_handlers
+from labelvault.api.routes import ROUTERS
+from labelvault.api.security import ACCESS_ATTR, RouteDeclarationError
+from labelvault.platform import Platform
+
+
+def check_route_declarations(app: FastAPI) -> None:
+    """Every route must declare the permission it needs; refuse to start otherwise."""
+    missing = [
+        f"{sorted(r.methods or ())} {r.path}"
+        for r in app.routes
+        if isinstance(r, APIRoute) and not hasattr(r.endpoint, ACCESS_ATTR)
+    ]
+    if missing:
+        raise RouteDeclarationError(
+            "routes without a permission declaration: " + ", ".join(missing)
+        )
+
+
+def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await platform.open()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await platform.close()
+
+    app = FastAPI(
+        title="LabelVault API",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    install_problem_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    check_route_declarations(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app

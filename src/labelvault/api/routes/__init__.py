@@ -1,0 +1,9 @@
+"""The API's routers, in the order they are mounted."""
+
+from labelvault.api.routes.auth import router as auth_router
+from labelvault.api.routes.health import router as health_router
+from labelvault.api.routes.orgs import router as orgs_router
+from labelvault.api.routes.projects import router as projects_router
+from labelvault.api.routes.tokens import router as tokens_router
+
+ROUTERS = [health_router, auth_router, tokens_router, orgs_router, projects_router]

@@ -1,0 +1,77 @@
+"""Appending audit events inside the caller's transaction (DESIGN invariant 5).
+
+``record_control`` appends to the control-plane chain on a control connection, ``record_project``
+to the project's own chain on that project's connection. Both run in the transaction of the
+action they record, so the action cannot commit without its event and a failed append fails the
+action. Call them last, just before the transaction ends: the chain's lock is held until commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from labelvault.audit.events import AuditEvent, DetailValue, Outcome, canonical_body
+from labelvault.kernel.actor import Actor
+
+
+def build_event(
+    actor: Actor | None,
+    action: str,
+    *,
+    outcome: Outcome = "success",
+    resource_type: str | None = None,
+    resource_id: object | None = None,
+    project_id: uuid.UUID | None = None,
+    org_id: uuid.UUID | None = None,
+    reason: str | None = None,
+    privileged: bool = False,
+    details: dict[str, DetailValue] | None = None,
+    **who: Any,
+) -> AuditEvent:
+    fields: dict[str, Any] = {
+        "resource_type": resource_type,
+        "resource_id": str(resource_id) if resource_id is not None else None,
+        "project_id": str(project_id) if project_id else None,
+        "reason": reason,
+        "privileged": privileged,
+        "details": details or {},
+    }
+    if org_id is not None:
+        fields["org_id"] = str(org_id)
+    fields.update({k: v for k, v in who.items() if v is not None})
+    if actor is None:
+        return AuditEvent(action=action, outcome=outcome, actor_kind="user", **fields)
+    return AuditEvent.for_actor(actor, action=action, outcome=outcome, **fields)
+
+
+async def record_control(conn: AsyncConnection[Any], event: AuditEvent) -> int:
+    body = canonical_body(event)
+    org = uuid.UUID(event.org_id) if event.org_id else None
+    cur = await conn.execute("SELECT lv_control.audit_append(%s, %s)", [body, org])
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def record_project(conn: AsyncConnection[Any], event: AuditEvent) -> int:
+    body = canonical_body(event)
+    cur = await conn.execute("SELECT audit_append(%s)", [body])
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def audit_control(
+    conn: AsyncConnection[Any], actor: Actor | None, action: str, **fields: Any
+) -> int:
+    """Shorthand: build and append a control-plane event."""
+    return await record_control(conn, build_event(actor, action, **fields))
+
+
+async def audit_project(
+    conn: AsyncConnection[Any], actor: Actor | None, action: str, **fields: Any
+) -> int:
+    return await record_project(conn, build_event(actor, action, **fields))

@@ -1,0 +1,125 @@
+"""``labelvault`` commands: serve, migrate, init, and the administration groups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import typer
+
+from labelvault.cli import admin
+from labelvault.cli.runtime import OPERATOR, fail, settings_or_fail, with_platform
+from labelvault.kernel.errors import ConflictError, LabelVaultError
+from labelvault.platform import Platform, prepare_database
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="LabelVault: secure, multi-tenant AI training-data platform.",
+)
+app.add_typer(admin.org_app, name="org")
+app.add_typer(admin.project_app, name="project")
+app.add_typer(admin.user_app, name="user")
+app.add_typer(admin.member_app, name="member")
+
+DataDir = typer.Option(None, "--data-dir", help="data directory (LABELVAULT_DATA_DIR)")
+
+
+@app.command()
+def migrate(data_dir: Path | None = DataDir) -> None:
+    """Create or upgrade roles, the control plane and every project schema."""
+    settings = settings_or_fail(data_dir=data_dir)
+    try:
+        _, report = prepare_database(settings)
+    except LabelVaultError as exc:
+        fail(exc.message)
+    assert report is not None
+    typer.echo(
+        f"control plane at revision {report.control_revision}; "
+        f"{report.projects_migrated} project schemas at version {report.project_version}"
+    )
+
+
+@app.command()
+def init(
+    email: str = typer.Option("admin@localhost", help="email of the first system administrator"),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Create the first system administrator and print its one-time password (once)."""
+    settings = settings_or_fail(data_dir=data_dir)
+    from labelvault import identity
+
+    async def go(platform: Platform) -> tuple[str, str]:
+        existing = await admin.count_system_admins(platform)
+        if existing:
+            raise ConflictError(
+                "a system administrator already exists; `labelvault init` "
+                "only creates the first one"
+            )
+        password = identity.one_time_password()
+        user = await identity.create_user(
+            platform.db,
+            OPERATOR,
+            email=email,
+            org_id=None,
+            password=password,
+            is_system_admin=True,
+            must_change=True,
+        )
+        return user.email, password
+
+    user_email, password = with_platform(settings, go)
+    typer.echo(f"system administrator: {user_email}")
+    typer.echo(f"one-time password:    {password}")
+    typer.echo(
+        "It is shown only now. Sign in, then choose a new password and set up an "
+        "authenticator app (required for administrators)."
+    )
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="address to listen on (LABELVAULT_HOST)"),
+    port: int | None = typer.Option(None, help="port (LABELVAULT_PORT)"),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Start the HTTPS server (TLS 1.3 only); on the embedded default, PostgreSQL too."""
+    import uvicorn
+
+    from labelvault.api.app import create_app
+    from labelvault.server import build_ssl_context, check_port_free, uvicorn_config
+
+    settings = settings_or_fail(host=host, port=port, data_dir=data_dir)
+    try:
+        check_port_free(settings.host, settings.port)
+        context = build_ssl_context(settings)
+        target, report = prepare_database(settings)
+        platform = Platform.create(settings, target)
+        application = create_app(platform)
+    except LabelVaultError as exc:
+        fail(exc.message)
+    shown_host = (
+        "localhost" if settings.host in ("127.0.0.1", "::1", "localhost") else settings.host
+    )
+    url = settings.public_url or f"https://{shown_host}:{settings.port}"
+    typer.echo(f"LabelVault is listening on {url}")
+    where = (
+        f"embedded PostgreSQL in {settings.data_dir / 'pg'}"
+        if target.embedded
+        else "external PostgreSQL"
+    )
+    revision = report.control_revision if report else "?"
+    typer.echo(f"  database: {where} (control plane revision {revision})")
+    typer.echo(
+        "  first sign-in: run `labelvault init` once to create the system administrator;"
+        " it prints a one-time password."
+    )
+    config = uvicorn_config(application, settings, context, port=settings.port)
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(server.serve())
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,179 @@
+"""Connection pools of a running server and the transactions that carry tenant context.
+
+* The control pool connects as the runtime role ``lv_app`` (owns nothing, NOBYPASSRLS).
+* Each project gets its own small pool, authenticated as that project's own role with its own
+  credential; pools are created on first use and kept in a bounded LRU, so a request costs no
+  extra connection set-up. SQL on project A's connections cannot name project B's schema.
+* ``control_tx`` / ``project_tx`` open a transaction and set the acting user and role with
+  ``set_config(..., true)``; the context dies with the transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from labelvault.db.catalog import assert_safe_runtime_role
+from labelvault.db.context import (
+    SET_CONTROL_CONTEXT,
+    SET_PROJECT_CONTEXT,
+    ControlContext,
+    ProjectContext,
+)
+from labelvault.db.dsn import derive_dsn
+from labelvault.db.names import RUNTIME_ROLE, project_role
+from labelvault.logs import get_logger
+
+CredentialLoader = Callable[[uuid.UUID], Awaitable[str]]
+log = get_logger(__name__)
+
+
+class ProjectPools:
+    """A bounded LRU of per-project pools."""
+
+    def __init__(
+        self,
+        owner_dsn: str,
+        dbname: str | None,
+        loader: CredentialLoader,
+        *,
+        max_projects: int,
+        max_conns: int,
+    ) -> None:
+        self._owner_dsn = owner_dsn
+        self._dbname = dbname
+        self._loader = loader
+        self._max_projects = max_projects
+        self._max_conns = max_conns
+        self._pools: OrderedDict[uuid.UUID, AsyncConnectionPool] = OrderedDict()
+        self._lock = asyncio.Lock()
+
+    async def get(self, project_id: uuid.UUID) -> AsyncConnectionPool:
+        pool = self._pools.get(project_id)
+        if pool is not None:
+            self._pools.move_to_end(project_id)
+            return pool
+        async with self._lock:
+            pool = self._pools.get(project_id)
+            if pool is not None:
+                return pool
+            password = await self._loader(project_id)
+            dsn = derive_dsn(
+                self._owner_dsn,
+                user=project_role(project_id),
+                password=password,
+                dbname=self._dbname,
+            )
+            pool = AsyncConnectionPool(
+                dsn,
+                min_size=0,
+                max_size=self._max_conns,
+                open=False,
+                name=f"project-{project_id.hex[:8]}",
+                kwargs={"autocommit": False},
+                timeout=10,
+            )
+            await pool.open(wait=False)
+            self._pools[project_id] = pool
+            while len(self._pools) > self._max_projects:
+                _, old = self._pools.popitem(last=False)
+                await old.close()
+            return pool
+
+    async def forget(self, project_id: uuid.UUID) -> None:
+        """Close a project's pool (credential rotated, project deleted)."""
+        async with self._lock:
+            pool = self._pools.pop(project_id, None)
+        if pool is not None:
+            await pool.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            await pool.close()
+
+
+class RuntimeDatabase:
+    def __init__(
+        self,
+        *,
+        owner_dsn: str,
+        app_password: str,
+        dbname: str | None,
+        credential_loader: CredentialLoader | None = None,
+        control_pool_max: int = 10,
+        project_pool_max: int = 64,
+        project_conn_max: int = 4,
+    ) -> None:
+        self.app_dsn = derive_dsn(
+            owner_dsn, user=RUNTIME_ROLE, password=app_password, dbname=dbname
+        )
+        self.control_pool = AsyncConnectionPool(
+            self.app_dsn,
+            min_size=1,
+            max_size=control_pool_max,
+            open=False,
+            name="control",
+            kwargs={"autocommit": False},
+            timeout=10,
+        )
+        self._owner_dsn = owner_dsn
+        self._dbname = dbname
+        self._loader = credential_loader
+        self._project_pool_max = project_pool_max
+        self._project_conn_max = project_conn_max
+        self._projects: ProjectPools | None = None
+
+    def set_credential_loader(self, loader: CredentialLoader) -> None:
+        self._loader = loader
+
+    @property
+    def projects(self) -> ProjectPools:
+        if self._projects is None:
+            if self._loader is None:
+                raise RuntimeError("no project credential loader configured")
+            self._projects = ProjectPools(
+                self._owner_dsn,
+                self._dbname,
+                self._loader,
+                max_projects=self._project_pool_max,
+                max_conns=self._project_conn_max,
+            )
+        return self._projects
+
+    async def open(self) -> None:
+        await self.control_pool.open(wait=True, timeout=15)
+        async with self.control_pool.connection() as conn:
+            await assert_safe_runtime_role(conn)
+
+    async def close(self) -> None:
+        if self._projects is not None:
+            await self._projects.close()
+        await self.control_pool.close()
+
+    @asynccontextmanager
+    async def control_tx(self, ctx: ControlContext) -> AsyncIterator[AsyncConnection]:
+        async with self.control_pool.connection() as conn, conn.transaction():
+            await conn.execute(SET_CONTROL_CONTEXT, ctx.params())
+            yield conn
+
+    @asynccontextmanager
+    async def project_tx(
+        self, project_id: uuid.UUID, ctx: ProjectContext
+    ) -> AsyncIterator[AsyncConnection]:
+        pool = await self.projects.get(project_id)
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(SET_PROJECT_CONTEXT, ctx.params())
+            yield conn
+
+
+__all__ = ["ProjectPools", "RuntimeDatabase", "dict_row"]

@@ -1,0 +1,73 @@
+"""The composition root: builds the running platform from the settings, in one place.
+
+Adapters (API, web, CLI, worker) get a ``Platform`` and call domain services with its parts;
+domains never import this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from labelvault.crypto import KeyProvider, make_key_provider
+from labelvault.db.bootstrap import DatabaseTarget, resolve_database
+from labelvault.db.migrate import MigrationReport, migrate
+from labelvault.db.runtime import RuntimeDatabase
+from labelvault.keys import ControlSealer, KeyService
+from labelvault.settings import Settings
+from labelvault.tenancy.service import credential_loader
+
+
+def build_key_provider(settings: Settings) -> KeyProvider:
+    kind = settings.key_provider
+    opts: dict[str, Any]
+    if kind == "local":
+        if settings.local_kek is not None:
+            opts = {"operator_key": settings.local_kek.get_secret_value()}
+        else:
+            opts = {"directory": settings.data_dir / "keys"}
+    elif kind == "aws-kms":
+        opts = {"key_id": settings.kms_key_id, "endpoint_url": settings.kms_endpoint_url}
+    else:
+        opts = {"url": settings.vault_addr, "key_name": settings.vault_transit_key}
+    return make_key_provider(kind, **opts)
+
+
+def prepare_database(
+    settings: Settings, *, run_migrations: bool = True, stop_embedded_at_exit: bool = True
+) -> tuple[DatabaseTarget, MigrationReport | None]:
+    target = resolve_database(settings, stop_embedded_at_exit=stop_embedded_at_exit)
+    report = migrate(target.owner_dsn, target.app_password) if run_migrations else None
+    return target, report
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    target: DatabaseTarget
+    db: RuntimeDatabase
+    keys: KeyService
+    sealer: ControlSealer
+
+    @classmethod
+    def create(cls, settings: Settings, target: DatabaseTarget) -> Platform:
+        db = RuntimeDatabase(
+            owner_dsn=target.owner_dsn,
+            app_password=target.app_password,
+            dbname=target.dbname,
+            control_pool_max=settings.control_pool_max,
+            project_pool_max=settings.project_pool_max,
+            project_conn_max=settings.project_pool_conn_max,
+        )
+        keys = KeyService(db, build_key_provider(settings))
+        sealer = ControlSealer(keys)
+        db.set_credential_loader(credential_loader(db, sealer))
+        return cls(settings, target, db, keys, sealer)
+
+    async def open(self) -> None:
+        await self.db.open()
+        await self.sealer.load()
+
+    async def close(self) -> None:
+        await self.keys.close()
+        await self.db.close()

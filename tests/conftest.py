@@ -1,0 +1,60 @@
+"""Fixtures shared by every suite: one real PostgreSQL for the session, migrated once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+_runtime = tempfile.mkdtemp(prefix="lv-runtime-")
+os.chmod(_runtime, 0o700)
+os.environ.setdefault("XDG_RUNTIME_DIR", _runtime)
+
+from tests.support.platform import ServerThread  # noqa: E402
+
+from labelvault.db.bootstrap import DatabaseTarget  # noqa: E402
+from labelvault.platform import Platform, prepare_database  # noqa: E402
+from labelvault.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("labelvault-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    overrides: dict[str, object] = {"data_dir": data_dir, "port": 0, "log_level": "warning"}
+    url = os.environ.get("LABELVAULT_DATABASE_URL")
+    if url:
+        overrides["database_url"] = url
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def db_target(settings: Settings) -> DatabaseTarget:
+    target, _ = prepare_database(settings)
+    return target
+
+
+@pytest.fixture(scope="session")
+async def platform(settings: Settings, db_target: DatabaseTarget) -> AsyncIterator[Platform]:
+    p = Platform.create(settings, db_target)
+    await p.open()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, db_target: DatabaseTarget) -> Iterator[ServerThread]:
+    thread = ServerThread(settings, db_target)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
