@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +14,12 @@ import pytest
 _runtime = tempfile.mkdtemp(prefix="lv-runtime-")
 os.chmod(_runtime, 0o700)
 os.environ.setdefault("XDG_RUNTIME_DIR", _runtime)
+# Our own directory rather than pytest's rotating tmp_path: another pytest run on the machine
+# must not delete the embedded cluster under us. Registered before pgserver's own exit hook,
+# so it runs after the cluster has stopped.
+_DATA_ROOT = tempfile.mkdtemp(prefix="labelvault-tests-")
+atexit.register(shutil.rmtree, _DATA_ROOT, True)
+atexit.register(shutil.rmtree, _runtime, True)
 
 from tests.support.platform import ServerThread  # noqa: E402
 
@@ -21,8 +29,10 @@ from labelvault.settings import Settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("labelvault-data")
+def data_dir() -> Path:
+    path = Path(_DATA_ROOT) / "data"
+    path.mkdir(mode=0o700)
+    return path
 
 
 @pytest.fixture(scope="session")

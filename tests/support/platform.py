@@ -86,6 +86,8 @@ class ServerThread:
 
 @dataclass
 class TestUser:
+    __test__ = False  # a person in the tests, not a test class
+
     id: uuid.UUID
     email: str
     password: str

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from labelvault import __version__
 from labelvault.api.middleware import SecurityHeadersMiddleware
@@ -16,12 +17,25 @@ from labelvault.api.security import ACCESS_ATTR, RouteDeclarationError
 from labelvault.platform import Platform
 
 
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every API route, including those of included routers (however FastAPI nests them)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        nested = getattr(route, "original_router", None) or getattr(route, "app", None)
+        if nested is not None and hasattr(nested, "routes") and nested is not route:
+            yield from api_routes(nested.routes)
+
+
 def check_route_declarations(app: FastAPI) -> None:
     """Every route must declare the permission it needs; refuse to start otherwise."""
+    routes = list(api_routes(app.router.routes))
+    if not routes:
+        raise RouteDeclarationError("no API routes found: cannot check their declarations")
     missing = [
         f"{sorted(r.methods or ())} {r.path}"
-        for r in app.routes
-        if isinstance(r, APIRoute) and not hasattr(r.endpoint, ACCESS_ATTR)
+        for r in routes
+        if not hasattr(r.endpoint, ACCESS_ATTR)
     ]
     if missing:
         raise RouteDeclarationError(

@@ -163,3 +163,43 @@ class AccessReviewRow(BaseModel):
     last_token_use: dt.datetime | None
     sso_linked: bool
     mfa: bool
+
+
+# -- single sign-on (OpenID Connect) -----------------------------------------------------------
+
+
+class SsoSettingsIn(StrictModel):
+    issuer: str = Field(min_length=1, max_length=2048)
+    client_id: str = Field(min_length=1, max_length=255)
+    client_secret: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="write-only; omit to keep the stored secret (same issuer and client only)",
+    )
+    allowed_algs: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256", "PS256"], min_length=1, max_length=9
+    )
+    require_sso: bool = False
+    jit: bool = False
+    default_role: ProjectRole | None = None
+    default_project_id: uuid.UUID | None = None
+
+
+class SsoSettingsOut(BaseModel):
+    org_id: uuid.UUID
+    issuer: str
+    client_id: str
+    has_client_secret: bool
+    allowed_algs: list[str]
+    require_sso: bool
+    jit: bool
+    default_role: str | None
+    default_project_id: uuid.UUID | None
+    updated_at: dt.datetime
+    redirect_uri: str = Field(description="register this redirect URI with the provider")
+
+
+class SsoIdentityLinkIn(StrictModel):
+    user_id: uuid.UUID
+    subject: str = Field(min_length=1, max_length=255)

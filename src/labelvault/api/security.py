@@ -125,9 +125,7 @@ async def authorize(request: Request) -> RequestContext:
         ctx.org_id = org_id
     elif declared.scope == Scope.PROJECT:
         project_id = parse_id(request.path_params.get("project_id", ""), what="project")
-        project_roles, project_org, region = await roles_in_project(
-            platform.db, actor, project_id
-        )
+        project_roles, project_org, region = await roles_in_project(platform.db, actor, project_id)
         if project_org is None:
             raise NotFoundError("project not found")
         if region != platform.settings.region:

@@ -41,9 +41,10 @@ def build_event(
     }
     if org_id is not None:
         fields["org_id"] = str(org_id)
+    kind = who.pop("actor_kind", "user")
     fields.update({k: v for k, v in who.items() if v is not None})
     if actor is None:
-        return AuditEvent(action=action, outcome=outcome, actor_kind="user", **fields)
+        return AuditEvent(action=action, outcome=outcome, actor_kind=kind, **fields)
     return AuditEvent.for_actor(actor, action=action, outcome=outcome, **fields)
 
 

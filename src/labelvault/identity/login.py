@@ -14,6 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from labelvault.audit.events import Outcome
 from labelvault.audit.record import audit_control
 from labelvault.auth import (
     check_password_policy,
@@ -37,6 +38,7 @@ from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import (
     InvalidInputError,
     PermissionDeniedError,
+    ThrottledError,
     UnauthenticatedError,
 )
 from labelvault.tenancy.service import SecretSealer
@@ -65,6 +67,35 @@ async def _user_by_email(conn: AsyncConnection[Any], email: str) -> dict[str, An
     return await cur.fetchone()
 
 
+async def deny(
+    db: RuntimeDatabase,
+    actor: Actor | None,
+    action: str,
+    *,
+    keys: tuple[str, ...] = (),
+    outcome: Outcome = "failure",
+    **fields: Any,
+) -> None:
+    """Record a refused attempt (and feed the throttle) in its own committed transaction.
+
+    The refused action itself writes nothing, so its record cannot share its transaction: it
+    is committed here, before the caller raises.
+    """
+    async with db.control_tx(ControlContext.system_context()) as conn:
+        if keys:
+            await throttling.record_failure(conn, *keys)
+        await audit_control(conn, actor, action, outcome=outcome, **fields)
+
+
+async def _throttled(db: RuntimeDatabase, keys: tuple[str, ...]) -> ThrottledError | None:
+    async with db.control_tx(ControlContext.system_context()) as conn:
+        try:
+            await throttling.check_allowed(conn, *keys)
+        except ThrottledError as exc:
+            return exc
+    return None
+
+
 async def login_with_password(
     db: RuntimeDatabase,
     *,
@@ -79,13 +110,16 @@ async def login_with_password(
         raise UnauthenticatedError(BAD_CREDENTIALS)
     email = email.strip()[:254]
     keys = (throttling.account_key(email), throttling.address_key(source_address))
-    who = {"source_address": source_address, "user_agent": user_agent, "request_id": request_id}
+    who: dict[str, Any] = {
+        "source_address": source_address,
+        "user_agent": user_agent,
+        "request_id": request_id,
+    }
+    throttled = await _throttled(db, keys)
+    if throttled is not None:
+        await deny(db, None, "auth.login.throttled", outcome="denied", **who)
+        raise throttled
     async with db.control_tx(ControlContext.system_context()) as conn:
-        try:
-            await throttling.check_allowed(conn, *keys)
-        except Exception:
-            await audit_control(conn, None, "auth.login.throttled", outcome="denied", **who)
-            raise
         user = await _user_by_email(conn, email)
     password = password[: MAX_PASSWORD_INPUT + 1]
     ok = False
@@ -93,37 +127,39 @@ async def login_with_password(
         ok = await asyncio.to_thread(verify_password, user["password_hash"], password)
     else:
         await asyncio.to_thread(dummy_verify, password)
+    if not ok or user is None:
+        await deny(
+            db,
+            None,
+            "auth.login.failed",
+            keys=keys,
+            actor_id=str(user["id"]) if user else None,
+            org_id=user["org_id"] if user else None,
+            details={"reason": "bad_credentials"},
+            **who,
+        )
+        raise UnauthenticatedError(BAD_CREDENTIALS)
+    refusal = None
+    if user["status"] != "active" or user["org_status"] != "active":
+        refusal = ("account_disabled", "this account is disabled; contact your administrator")
+    elif user["org_requires_sso"] and not user["is_system_admin"]:
+        refusal = (
+            "sso_required",
+            "your organization requires single sign-on: use its sign-in button",
+        )
+    if refusal:
+        await deny(
+            db,
+            None,
+            "auth.login.refused",
+            outcome="denied",
+            actor_id=str(user["id"]),
+            org_id=user["org_id"],
+            details={"reason": refusal[0]},
+            **who,
+        )
+        raise UnauthenticatedError(refusal[1])
     async with db.control_tx(ControlContext.system_context()) as conn:
-        if not ok or user is None:
-            await throttling.record_failure(conn, *keys)
-            await audit_control(
-                conn,
-                None,
-                "auth.login.failed",
-                outcome="failure",
-                actor_id=str(user["id"]) if user else None,
-                org_id=user["org_id"] if user else None,
-                details={"reason": "bad_credentials"},
-                **who,
-            )
-            raise UnauthenticatedError(BAD_CREDENTIALS)
-        refusal = None
-        if user["status"] != "active" or user["org_status"] != "active":
-            refusal = "this account is disabled; contact your administrator"
-        elif user["org_requires_sso"] and not user["is_system_admin"]:
-            refusal = "your organization requires single sign-on: use its sign-in button"
-        if refusal:
-            await audit_control(
-                conn,
-                None,
-                "auth.login.refused",
-                outcome="denied",
-                actor_id=str(user["id"]),
-                org_id=user["org_id"],
-                details={"reason": refusal.split(";")[0].split(":")[0]},
-                **who,
-            )
-            raise UnauthenticatedError(refusal)
         if needs_rehash(user["password_hash"]):
             await conn.execute(
                 "UPDATE lv_control.users SET password_hash = %s WHERE id = %s",
@@ -176,8 +212,11 @@ async def verify_second_factor(
         raise PermissionDeniedError("set up an authenticator app first")
     code = (code or "").strip()[:64]
     keys = (throttling.mfa_key(actor.user_id), throttling.address_key(actor.source_address))
+    throttled = await _throttled(db, keys)
+    if throttled is not None:
+        await deny(db, actor, "auth.mfa.throttled", outcome="denied")
+        raise throttled
     async with db.control_tx(ControlContext.system_context()) as conn:
-        await throttling.check_allowed(conn, *keys)
         dcur = await conn.cursor(row_factory=dict_row).execute(
             "SELECT secret, last_step FROM lv_control.mfa_totp WHERE user_id = %s "
             "AND confirmed_at IS NOT NULL",
@@ -201,11 +240,11 @@ async def verify_second_factor(
         index = await asyncio.to_thread(match_recovery_code, code, [h for _, h in slots])
         if index is not None:
             used_slot, method = slots[index][0], "recovery_code"
+    if method is None:
+        await deny(db, actor, "auth.mfa.failed", keys=keys)
+        raise UnauthenticatedError("the code is not valid")
+    new = None
     async with db.control_tx(ControlContext.system_context()) as conn:
-        if method is None:
-            await throttling.record_failure(conn, *keys)
-            await audit_control(conn, actor, "auth.mfa.failed", outcome="failure")
-            raise UnauthenticatedError("the code is not valid")
         if step is not None:
             # the replay guard, atomically: a code's time step is accepted once
             cur = await conn.execute(
@@ -213,26 +252,27 @@ async def verify_second_factor(
                 "AND (last_step IS NULL OR last_step < %s)",
                 [step, actor.user_id, step],
             )
-            if cur.rowcount != 1:
-                await audit_control(conn, actor, "auth.mfa.replay", outcome="denied")
-                raise UnauthenticatedError("the code is not valid")
-        if used_slot is not None:
+            fresh = cur.rowcount == 1
+        else:
             cur = await conn.execute(
                 "UPDATE lv_control.recovery_codes SET code_hash = NULL, used_at = now() "
                 "WHERE user_id = %s AND slot = %s AND code_hash IS NOT NULL",
                 [actor.user_id, used_slot],
             )
-            if cur.rowcount != 1:
-                raise UnauthenticatedError("the code is not valid")
-        new = await _rotate_verified(conn, actor, policy)
-        await audit_control(
-            conn,
-            actor,
-            "auth.mfa.success",
-            resource_type="session",
-            resource_id=new.session_id,
-            details={"method": method},
-        )
+            fresh = cur.rowcount == 1
+        if fresh:
+            new = await _rotate_verified(conn, actor, policy)
+            await audit_control(
+                conn,
+                actor,
+                "auth.mfa.success",
+                resource_type="session",
+                resource_id=new.session_id,
+                details={"method": method},
+            )
+    if new is None:
+        await deny(db, actor, "auth.mfa.replay", keys=keys, outcome="denied")
+        raise UnauthenticatedError("the code is not valid")
     return new
 
 
@@ -265,8 +305,10 @@ async def reauthenticate(db: RuntimeDatabase, actor: Actor, *, password: str) ->
     if actor.user_id is None or actor.session_id is None:
         raise UnauthenticatedError("sign in with a session to do this")
     keys = (throttling.mfa_key(actor.user_id), throttling.address_key(actor.source_address))
+    throttled = await _throttled(db, keys)
+    if throttled is not None:
+        raise throttled
     async with db.control_tx(ControlContext.system_context()) as conn:
-        await throttling.check_allowed(conn, *keys)
         cur = await conn.execute(
             "SELECT password_hash FROM lv_control.users WHERE id = %s", [actor.user_id]
         )
@@ -274,11 +316,10 @@ async def reauthenticate(db: RuntimeDatabase, actor: Actor, *, password: str) ->
     ok = bool(row and row[0]) and await asyncio.to_thread(
         verify_password, row[0] if row else "", (password or "")[:MAX_PASSWORD_INPUT]
     )
+    if not ok:
+        await deny(db, actor, "auth.reauth.failed", keys=keys)
+        raise UnauthenticatedError("the password is incorrect")
     async with db.control_tx(ControlContext.system_context()) as conn:
-        if not ok:
-            await throttling.record_failure(conn, *keys)
-            await audit_control(conn, actor, "auth.reauth.failed", outcome="failure")
-            raise UnauthenticatedError("the password is incorrect")
         await conn.execute(
             "UPDATE lv_control.sessions SET reauth_at = now() WHERE id = %s",
             [uuid.UUID(str(actor.session_id))],

@@ -16,7 +16,7 @@ from labelvault.auth import (
 )
 from labelvault.db.context import ControlContext
 from labelvault.db.runtime import RuntimeDatabase
-from labelvault.identity.login import totp_context
+from labelvault.identity.login import deny, totp_context
 from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import (
     ConflictError,
@@ -86,14 +86,15 @@ async def confirm_totp(
             raise InvalidInputError("no authenticator set-up is in progress")
         secret = sealer.unseal(bytes(row[0]), **totp_context(actor.user_id)).decode()
         step = verify_totp(secret, (code or "").strip(), last_used_step=None)
-        if step is None:
-            await audit_control(conn, actor, "auth.mfa.enroll.failed", outcome="failure")
-            raise InvalidInputError("the code is not valid", field="code")
-        await conn.execute(
-            "UPDATE lv_control.mfa_totp SET confirmed_at = now(), last_step = %s "
-            "WHERE user_id = %s",
-            [step, actor.user_id],
-        )
+        if step is not None:
+            await conn.execute(
+                "UPDATE lv_control.mfa_totp SET confirmed_at = now(), last_step = %s "
+                "WHERE user_id = %s",
+                [step, actor.user_id],
+            )
+    if step is None:
+        await deny(db, actor, "auth.mfa.enroll.failed")
+        raise InvalidInputError("the code is not valid", field="code")
     codes = generate_recovery_codes()
     hashes = await asyncio.gather(*(asyncio.to_thread(hash_recovery_code, c) for c in codes))
     async with db.control_tx(ControlContext.for_actor(actor)) as conn:

@@ -13,8 +13,12 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from labelvault.auth import ThrottleDecision, decide
+from labelvault.auth import ThrottleDecision, ThrottlePolicy, decide
 from labelvault.auth.throttle import DEFAULT_POLICY, LOCK_WINDOW_SECONDS
+
+# One address may be a whole office behind NAT: far more room than one account gets, still a
+# wall against credential stuffing from one source.
+ADDRESS_POLICY = ThrottlePolicy(free_failures=100, lock_threshold=2000)
 from labelvault.kernel.errors import ThrottledError
 
 
@@ -43,7 +47,10 @@ async def decision_for(conn: AsyncConnection[Any], key: str) -> ThrottleDecision
     )
     reset = await cur.fetchone()
     return decide(
-        failures, now=time.time(), policy=DEFAULT_POLICY, reset_at=reset[0] if reset else None
+        failures,
+        now=time.time(),
+        policy=ADDRESS_POLICY if key.startswith("addr:") else DEFAULT_POLICY,
+        reset_at=reset[0] if reset else None,
     )
 
 
