@@ -25,15 +25,20 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _DSN_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+):(?P<pw>[^@\s]+)@", re.I)
-_DSN_KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
+_DSN_KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\"[^\"]*\"|\S+)", re.I)
 _API_TOKEN = re.compile(r"\blv_[A-Za-z0-9_-]{16,}")
 _BEARER = re.compile(r"(bearer\s+)\S+", re.I)
+# a header line in free text ("Authorization: Basic ...", "Cookie: a=b; c=d"): the whole value
+_SECRET_HEADER = re.compile(
+    r"\b((?:proxy-)?authorization|(?:set-)?cookie|x-api-key)(\s*:\s*)[^\r\n]+", re.I
+)
 
 
 def redact_text(text: str) -> str:
     text = _DSN_PASSWORD.sub(lambda m: f"{m.group('scheme')}:{REDACTED}@", text)
     text = _DSN_KV_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _API_TOKEN.sub("lv_" + REDACTED, text)
+    text = _SECRET_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return _BEARER.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
 
 
@@ -45,6 +50,10 @@ def redact_value(key: str | None, value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if len(value) == 2 and isinstance(value[0], str | bytes):
+            # a (name, value) pair, as in a list of headers
+            name = value[0].decode("latin-1") if isinstance(value[0], bytes) else value[0]
+            return [redact_value(None, value[0]), redact_value(name, value[1])]
         return [redact_value(None, v) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"

@@ -15,6 +15,7 @@ from labelvault.db.migrate import MigrationReport, migrate
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.keys import ControlSealer, KeyService
 from labelvault.settings import Settings
+from labelvault.storage import BlobStore, make_blob_store
 from labelvault.tenancy.service import credential_loader
 
 
@@ -23,7 +24,9 @@ def build_key_provider(settings: Settings) -> KeyProvider:
     opts: dict[str, Any]
     if kind == "local":
         if settings.local_kek is not None:
-            opts = {"operator_key": settings.local_kek.get_secret_value()}
+            # the per-project salts that make crypto-shredding possible live in the data dir
+            opts = {"operator_key": settings.local_kek.get_secret_value(),
+                    "directory": settings.data_dir / "keys"}
         else:
             opts = {"directory": settings.data_dir / "keys"}
     elif kind == "aws-kms":
@@ -31,6 +34,13 @@ def build_key_provider(settings: Settings) -> KeyProvider:
     else:
         opts = {"url": settings.vault_addr, "key_name": settings.vault_transit_key}
     return make_key_provider(kind, **opts)
+
+
+def build_blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_store == "local":
+        return make_blob_store("local", root=settings.data_dir.resolve() / "blobs")
+    return make_blob_store("s3", endpoint_url=settings.s3_endpoint_url,
+                           region_name=settings.s3_region, bucket_prefix=settings.s3_bucket_prefix)
 
 
 def prepare_database(
@@ -48,6 +58,7 @@ class Platform:
     db: RuntimeDatabase
     keys: KeyService
     sealer: ControlSealer
+    blobs: BlobStore
 
     @classmethod
     def create(cls, settings: Settings, target: DatabaseTarget) -> Platform:
@@ -62,7 +73,7 @@ class Platform:
         keys = KeyService(db, build_key_provider(settings))
         sealer = ControlSealer(keys)
         db.set_credential_loader(credential_loader(db, sealer))
-        return cls(settings, target, db, keys, sealer)
+        return cls(settings, target, db, keys, sealer, build_blob_store(settings))
 
     async def open(self) -> None:
         await self.db.open()

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     kms_endpoint_url: str | None = None
     vault_addr: str | None = None
     vault_transit_key: str = "labelvault"
+    blob_store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_bucket_prefix: str = "labelvault-"
     audit_signing_key: SecretStr | None = None
     audit_checkpoint_dir: Path | None = None
     audit_checkpoint_interval_s: int = Field(default=300, ge=5, le=900)

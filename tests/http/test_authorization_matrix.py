@@ -11,6 +11,7 @@ row fails the test, so the matrix grows with the API.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
 import uuid
@@ -24,8 +25,10 @@ import pytest
 from labelvault.access import Permission, Role, Scope, can
 from labelvault.api.app import api_routes, create_app
 from labelvault.api.security import ACCESS_ATTR
+from labelvault.kernel.errors import NotFoundError
 from labelvault.platform import Platform
 from tests.support.platform import (
+    SYSTEM,
     ServerThread,
     TestUser,
     add_member,
@@ -115,6 +118,14 @@ async def world(platform: Platform, server: ServerThread) -> Any:
         await client.aclose()
 
 
+@pytest.fixture(scope="module")
+def oidc() -> Any:
+    from tests.support.oidc_provider import run_oidc_provider
+
+    with run_oidc_provider() as provider:
+        yield provider
+
+
 def caller_roles_in_project(world: World, caller: str, project: uuid.UUID) -> set[Role]:
     roles: set[Role] = set()
     if caller == "system_admin":
@@ -134,6 +145,8 @@ def expected_status(
     scope, perm, success = Scope(row["scope"]), Permission(row["permission"]), row["success"]
     if callable(success):
         success = success(caller)
+    if row.get("setup") == "sso_login":  # no login was started: the callback must refuse
+        success = row["without_setup"]
     if scope is Scope.PUBLIC:
         return int(success)
     if caller == "anonymous":
@@ -167,22 +180,43 @@ def targets_for(row: dict[str, Any], world: World) -> list[uuid.UUID | None]:
 
 
 async def resolve_path(
-    row: dict[str, Any], world: World, platform: Platform, target: uuid.UUID | None
-) -> str:
+    row: dict[str, Any], world: World, platform: Platform, target: uuid.UUID | None,
+    body: Any = None,
+) -> tuple[str, Any]:
     path = str(row["path"])
-    if "{user_id}" in path:
-        org = (
-            target
-            if "{org_id}" in path
-            else (world.org2 if target == world.project_c else world.org1)
-        )
+    wants_user = "{user_id}" in path or (isinstance(body, dict) and "{user_id}" in body.values())
+    if wants_user:
+        if "{org_id}" in path:
+            org = target
+        else:
+            org = world.org2 if target == world.project_c else world.org1
         assert org is not None
-        path = path.replace("{user_id}", str((await make_user(platform, org)).id))
-    if "{token_id}" in path:
-        path = path.replace("{token_id}", str(uuid.uuid4()))
+        user_id = str((await make_user(platform, org)).id)
+        path = path.replace("{user_id}", user_id)
+        if isinstance(body, dict):
+            body = {k: (user_id if v == "{user_id}" else v) for k, v in body.items()}
+    for placeholder in ("{token_id}", "{task_id}", "{review_id}"):
+        path = path.replace(placeholder, str(uuid.uuid4()))
     if target is not None:
         path = path.replace("{project_id}", str(target)).replace("{org_id}", str(target))
-    return path
+    return path, body
+
+
+async def prepare_sso(row: dict[str, Any], platform: Platform, oidc: Any,
+                      target: uuid.UUID | None) -> None:
+    """SSO rows: configure the target organization's provider (the real test provider) when the
+    row needs one, remove it otherwise, so every call starts from a known state."""
+    if "/sso" not in row["path"] or target is None:
+        return
+    from labelvault.identity import sso
+
+    if row.get("setup") == "sso":
+        await sso.configure_provider(platform.db, platform.sealer, SYSTEM, target,
+                                     issuer=oidc.issuer, client_id=oidc.client_id,
+                                     client_secret=oidc.client_secret)
+    else:
+        with contextlib.suppress(NotFoundError):
+            await sso.delete_provider(platform.db, SYSTEM, target)
 
 
 CASES = [(row, caller) for row in ROWS for caller in (*CALLERS, "anonymous")]
@@ -192,7 +226,8 @@ CASES = [(row, caller) for row in ROWS for caller in (*CALLERS, "anonymous")]
     ("row", "caller"), CASES, ids=[f"{r['method']} {r['path']} as {c}" for r, c in CASES]
 )
 async def test_matrix(
-    row: dict[str, Any], caller: str, world: World, platform: Platform, server: ServerThread
+    row: dict[str, Any], caller: str, world: World, platform: Platform, server: ServerThread,
+    oidc: Any,
 ) -> None:
     fresh = row.get("fresh_caller") and caller != "anonymous"
     for target in targets_for(row, world):
@@ -204,9 +239,13 @@ async def test_matrix(
         try:
             body = row.get("json")
             payload = body() if callable(body) else body
-            path = await resolve_path(row, world, platform, target)
+            path, payload = await resolve_path(row, world, platform, target, payload)
+            await prepare_sso(row, platform, oidc, target)
+            content = row.get("content")
             response = await client.request(
-                row["method"], path, json=payload, headers={"x-csrf-token": csrf} if csrf else {}
+                row["method"], path, json=payload, params=row.get("params"),
+                content=content() if callable(content) else content,
+                headers={"x-csrf-token": csrf} if csrf else {},
             )
         finally:
             if fresh:

@@ -10,12 +10,14 @@ from labelvault.access.permissions import (
     can,
     permissions_of,
 )
+from labelvault.access.scope import ProjectScope
 
 __all__ = [
     "ORG_ROLES",
     "PROJECT_ROLES",
     "ROLE_PERMISSIONS",
     "Permission",
+    "ProjectScope",
     "Role",
     "Scope",
     "can",

@@ -46,6 +46,7 @@ class Permission(enum.StrEnum):
     MEMBER_MANAGE = "member.manage"
 
     ITEM_IMPORT = "item.import"
+    PROJECT_CONFIGURE = "project.configure"  # label schema, overlap, review share
     TASK_ASSIGN = "task.assign"
     TASK_WORK = "task.work"  # next task, submit, skip: one task at a time
     REVIEW_WORK = "review.work"
@@ -63,6 +64,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MANAGER: frozenset(
         {
             _P.PROJECT_READ,
+            _P.PROJECT_CONFIGURE,
             _P.ITEM_IMPORT,
             _P.TASK_ASSIGN,
             _P.AGGREGATES_READ,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from fastapi import Depends, Request
 
-from labelvault.access import Permission, Role, Scope, can
+from labelvault.access import Permission, ProjectScope, Role, Scope, can
 from labelvault.api.authn import authenticate_request
 from labelvault.identity import roles_in_project
 from labelvault.kernel.actor import Actor
@@ -144,3 +144,14 @@ async def authorize(request: Request) -> RequestContext:
 
 
 Authorized = Depends(authorize)
+
+
+def project_scope(ctx: RequestContext) -> ProjectScope:
+    """The domain scope of a project route: the caller's membership role in the database, or
+    the platform's own role for administrators (recorded as privileged access)."""
+    assert ctx.project_id is not None
+    role = ctx.project_role
+    if role is not None:
+        return ProjectScope(ctx.project_id, ctx.user, role.value)
+    return ProjectScope(ctx.project_id, ctx.user, "system",
+                        privileged_reason="administrator access")

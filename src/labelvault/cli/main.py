@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from pathlib import Path
 
 import typer
@@ -22,6 +23,8 @@ app.add_typer(admin.org_app, name="org")
 app.add_typer(admin.project_app, name="project")
 app.add_typer(admin.user_app, name="user")
 app.add_typer(admin.member_app, name="member")
+from labelvault.cli.audit import audit_app; app.add_typer(audit_app, name="audit")  # noqa: E402, E702, I001
+from labelvault.cli.keys import keys_app; app.add_typer(keys_app, name="keys")  # noqa: E402, E702, I001
 
 DataDir = typer.Option(None, "--data-dir", help="data directory (LABELVAULT_DATA_DIR)")
 
@@ -117,6 +120,9 @@ def serve(
     )
     config = uvicorn_config(application, settings, context, port=settings.port)
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: with the default action the
+    # process would die there, skipping the atexit hook that stops the embedded PostgreSQL
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(server.serve())
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from labelvault.db.deprovision import drop_function_sql
 from labelvault.db.names import (
     CONTROL_SCHEMA,
     MIGRATION_LOCK_KEY,
@@ -116,6 +117,7 @@ def migrate(owner_dsn: str, app_password: str) -> MigrationReport:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(OWNER_ROLE)))
                 conn.execute(provisioning_function_sql())
+                conn.execute(drop_function_sql())
                 project_ids = [
                     r[0]
                     for r in conn.execute(

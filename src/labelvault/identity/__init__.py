@@ -12,6 +12,7 @@ from labelvault.identity.login import (
 )
 from labelvault.identity.memberships import (
     list_memberships,
+    project_member_ids,
     remove_membership,
     roles_in_project,
     set_membership,
@@ -64,6 +65,7 @@ __all__ = [
     "list_sessions",
     "list_tokens",
     "list_users",
+    "project_member_ids",
     "login_with_password",
     "one_time_password",
     "reauthenticate",

@@ -153,3 +153,15 @@ async def roles_in_project(
     if actor.is_system_admin:
         roles.add(Role.SYSTEM_ADMIN)
     return frozenset(roles), org_id, region
+
+
+async def project_member_ids(db: RuntimeDatabase, project_id: uuid.UUID, role: str) -> list[uuid.UUID]:
+    """The live members of a project holding ``role`` (ids only), e.g. to route reviews."""
+    async with db.control_tx(ControlContext.system_context()) as conn:
+        cur = await conn.execute(
+            "SELECT m.user_id FROM lv_control.memberships m "
+            "JOIN lv_control.users u ON u.id = m.user_id AND u.status = 'active' "
+            "WHERE m.project_id = %s AND m.role = %s ORDER BY m.user_id",
+            [project_id, role],
+        )
+        return [r[0] for r in await cur.fetchall()]

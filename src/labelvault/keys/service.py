@@ -5,6 +5,15 @@ in a bounded LRU with expiry, so disabling a KEK in the provider takes effect wi
 Shredding replaces the wrapped keys by tombstones, asks the provider to destroy the scope's own
 key material where it has any, and zeroes the cached keys; reads then fail with
 ``DataDestroyedError``, never with garbage.
+
+A scope is *shredded* when it has tombstones and no active version. A retired version destroyed
+by :meth:`KeyService.retire_unused` after re-encryption is a tombstone too, but the scope keeps
+its active version and stays readable (values still on the destroyed version, if any, read as
+``DataDestroyedError``).
+
+Every rotation records a ``lv_control.key_rotations`` row (state ``running``) in the same
+transaction, so the re-encryption job (:mod:`labelvault.keys.rotation`) knows what is left to do
+also after an automatic rotation or a crash.
 """
 
 from __future__ import annotations
@@ -17,11 +26,14 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from labelvault.crypto import (
+    CONTROL_SCOPE,
     DataDestroyedError,
     DataKey,
     KeyProvider,
+    KeyProviderError,
     ProjectKeyring,
     WrappedKey,
+    data_key_context,
     generate_wrapped_data_key,
     unwrap_data_key,
 )
@@ -50,23 +62,52 @@ class KeyService:
         self._rings: OrderedDict[str, tuple[ProjectKeyring, float]] = OrderedDict()
         self._flushed: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
+        self._shredded: set[str] = set()
+        self._destroyed_versions: dict[str, frozenset[int]] = {}
+
+    @property
+    def ttl_s(self) -> float:
+        """How long an unwrapped keyring is used before it is loaded again (in every process)."""
+        return self._ttl
+
+    def is_shredded(self, scope: str) -> bool:
+        """True once this process has seen the scope shredded (by itself or in the database)."""
+        return scope in self._shredded
+
+    def destroyed_versions(self, scope: str) -> frozenset[int]:
+        """Versions of a live scope destroyed after re-encryption (as of the last load)."""
+        return self._destroyed_versions.get(scope, frozenset())
 
     # -- loading -----------------------------------------------------------------------------
     async def keyring(self, scope: str) -> ProjectKeyring:
         entry = self._rings.get(scope)
         now = time.monotonic()
-        if entry is not None and entry[1] > now:
+        if entry is not None and entry[1] > now and not entry[0].destroyed:
             self._rings.move_to_end(scope)
             ring = entry[0]
-            await self._maybe_rotate(scope, ring)
+            if await self._maybe_rotate(scope, ring):
+                fresh = self.cached(scope)
+                if fresh is not None and not fresh.destroyed:
+                    return fresh
+                return await self.keyring(scope)
             return ring
         async with self._lock:
             entry = self._rings.get(scope)
-            if entry is not None and entry[1] > now:
+            if entry is not None and entry[1] > now and not entry[0].destroyed:
                 return entry[0]
             ring = await self._load(scope)
             self._remember(scope, ring)
         return ring
+
+    async def _reload(self, scope: str) -> None:
+        """Replace the cached keyring by a fresh load (after a rotation or a retirement), so
+        ciphers that look the keyring up per operation move on to it at once."""
+        try:
+            ring = await self._load(scope)
+        except DataDestroyedError:
+            self.forget(scope)
+            raise
+        self._remember(scope, ring)
 
     def cached(self, scope: str) -> ProjectKeyring | None:
         entry = self._rings.get(scope)
@@ -102,11 +143,16 @@ class KeyService:
                     [scope, wrapped.to_bytes(), wrapped.kek_id],
                 )
                 rows = await self._rows(conn, scope)
-        if any(state == "destroyed" for _, _, state, _ in rows):
+        if _shredded(rows):
+            self._shredded.add(scope)
             raise DataDestroyedError()
         keys: list[DataKey] = []
         current = None
+        destroyed: set[int] = set()
         for version, wrapped_bytes, state, count in rows:
+            if state == "destroyed":
+                destroyed.add(version)
+                continue
             wrapped = WrappedKey.from_bytes(bytes(wrapped_bytes))
             key = await asyncio.to_thread(unwrap_data_key, self.provider, wrapped, scope, version)
             key.restore_usage(int(count))
@@ -114,16 +160,24 @@ class KeyService:
             keys.append(key)
             if state == "active":
                 current = version
+        self._destroyed_versions[scope] = frozenset(destroyed)
         return ProjectKeyring(scope, keys, current=current)
 
     # -- usage counting and automatic rotation -------------------------------------------------
-    async def _maybe_rotate(self, scope: str, ring: ProjectKeyring) -> None:
+    async def _maybe_rotate(self, scope: str, ring: ProjectKeyring) -> bool:
+        """Persist usage counts now and then; rotate when the current key is worn out.
+
+        Returns True when it rotated. The old version stays readable; run the re-encryption
+        job (``labelvault keys resume``) to move the values and retire it.
+        """
         key = ring.current
         flushed = self._flushed.get((scope, key.version), 0)
         if key.encryptions - flushed >= COUNT_FLUSH_EVERY:
             await self.flush_counts(scope)
         if key.needs_rotation:
             await self.rotate(scope)
+            return True
+        return False
 
     async def flush_counts(self, scope: str | None = None) -> None:
         scopes = [scope] if scope else list(self._rings)
@@ -149,7 +203,7 @@ class KeyService:
         async with self._db.control_tx(ControlContext.system_context()) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('lv_keys:' || %s))", [scope])
             rows = await self._rows(conn, scope)
-            if any(state == "destroyed" for _, _, state, _ in rows):
+            if _shredded(rows):
                 raise DataDestroyedError()
             version = max((r[0] for r in rows), default=0) + 1
             key, wrapped = await asyncio.to_thread(
@@ -166,23 +220,60 @@ class KeyService:
                 "VALUES (%s, %s, %s, %s)",
                 [scope, version, wrapped.to_bytes(), wrapped.kek_id],
             )
-        self.forget(scope)
+            # the re-encryption job's to-do entry, committed with the new version
+            await conn.execute(
+                "INSERT INTO lv_control.key_rotations (scope, to_version) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [scope, version],
+            )
+        if scope in self._rings:
+            await self.flush_counts(scope)
+        await self._reload(scope)
         return version
 
-    async def rewrap_all(self) -> int:
+    async def rotate_kek(self) -> tuple[int, int]:
+        """KEK rotation: a new KEK version in the provider for every live scope, then
+        :meth:`rewrap_all`. Returns (KEKs rotated, data keys re-wrapped). Touches no data.
+
+        A provider whose KEK is shared (the local keyring) is rotated once: a scope whose
+        current KEK id already changed is not rotated again.
+        """
+        async with self._db.control_tx(ControlContext.system_context()) as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT scope FROM lv_control.data_keys WHERE state <> 'destroyed' "
+                "ORDER BY scope"
+            )
+            scopes = [r[0] for r in await cur.fetchall()]
+        before = {s: await asyncio.to_thread(self.provider.current_kek_id, s) for s in scopes}
+        rotated = 0
+        for scope in scopes:
+            now = await asyncio.to_thread(self.provider.current_kek_id, scope)
+            if now == before[scope]:
+                await asyncio.to_thread(self.provider.rotate_kek, scope)
+                rotated += 1
+        return rotated, await self.rewrap_all()
+
+    async def rewrap_all(self, scopes: set[str] | None = None) -> int:
         """KEK rotation: re-wrap every stored data key under the provider's current KEK.
 
         Touches no data; each key is re-wrapped in its own short transaction, so a crash leaves
         every key readable (old or new KEK) and rerunning finishes the job.
         """
-        current = await asyncio.to_thread(self.provider.current_kek_id)
         async with self._db.control_tx(ControlContext.system_context()) as conn:
             cur = await conn.execute(
-                "SELECT scope, version FROM lv_control.data_keys "
-                "WHERE state <> 'destroyed' AND kek_id <> %s ORDER BY scope, version",
-                [current],
+                "SELECT scope, version, kek_id FROM lv_control.data_keys "
+                "WHERE state <> 'destroyed' ORDER BY scope, version"
             )
-            todo = list(await cur.fetchall())
+            rows = list(await cur.fetchall())
+        current: dict[str, str] = {}
+        todo = []
+        for scope, version, kek_id in rows:
+            if scopes is not None and scope not in scopes:
+                continue
+            if scope not in current:
+                current[scope] = await asyncio.to_thread(self.provider.current_kek_id, scope)
+            if kek_id != current[scope]:
+                todo.append((scope, version))
         done = 0
         for scope, version in todo:
             async with self._db.control_tx(ControlContext.system_context()) as conn:
@@ -195,8 +286,6 @@ class KeyService:
                 if row is None:
                     continue
                 old = WrappedKey.from_bytes(bytes(row[0]))
-                from labelvault.crypto import data_key_context
-
                 new = await asyncio.to_thread(
                     self.provider.rewrap, old, data_key_context(scope, version)
                 )
@@ -217,14 +306,20 @@ class KeyService:
                 "AND NOT (version = ANY(%s)) RETURNING version",
                 [scope, sorted(in_use)],
             )
-            gone = [r[0] for r in await cur.fetchall()]
+            gone = sorted(r[0] for r in await cur.fetchall())
         if gone:
-            self.forget(scope)
+            await self._reload(scope)
         return gone
 
     # -- shredding -----------------------------------------------------------------------------
     async def shred(self, scope: str, conn: AsyncConnection[Any] | None = None) -> list[int]:
-        """Destroy every data key of ``scope``; returns the versions destroyed."""
+        """Destroy every data key of ``scope``; returns the versions destroyed.
+
+        Idempotent (a second call destroys nothing more and returns ``[]``). The control scope is
+        refused: it protects every tenant's credentials.
+        """
+        if scope == CONTROL_SCOPE:
+            raise KeyProviderError("the control scope's keys cannot be shredded")
         if conn is None:
             async with self._db.control_tx(ControlContext.system_context()) as own:
                 versions = await self._shred_rows(own, scope)
@@ -233,6 +328,7 @@ class KeyService:
         destroy = getattr(self.provider, "destroy_scope", None)
         if destroy is not None:
             await asyncio.to_thread(destroy, scope)
+        self._shredded.add(scope)
         self.forget(scope)
         return versions
 
@@ -255,3 +351,9 @@ class KeyService:
         await self.flush_counts()
         for scope in list(self._rings):
             self.forget(scope)
+
+
+def _shredded(rows: list[tuple[Any, ...]]) -> bool:
+    """A scope is shredded when it has tombstones and no active version left."""
+    states = {r[2] for r in rows}
+    return "destroyed" in states and "active" not in states

@@ -8,9 +8,8 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from moto.server import ThreadedMotoServer
-
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from moto.server import ThreadedMotoServer
 
 from labelvault.crypto import (
     DataDestroyedError,
@@ -190,7 +189,7 @@ def test_destroy_scope_shreds_every_copy(
     assert f"alias/{prefix}/project-b" in aliases
     fresh = AwsKmsKeyProvider(kms, key_arn, alias_prefix=prefix)  # another process, no cache
     for p in (provider, fresh):
-        for i, w in enumerate([a1, a2, a3, *backup]):
+        for w in [a1, a2, a3, *backup]:
             version = 2 if w in (a2, backup[1]) else 1
             with pytest.raises(DataDestroyedError, match="project-a was destroyed"):
                 p.unwrap(w, ctx("project-a", version))

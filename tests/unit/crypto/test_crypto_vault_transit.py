@@ -147,8 +147,12 @@ def test_one_transit_key_per_scope_and_destroy_scope_offline() -> None:
     assert a3.kek_id == "lv-project-a:v2" and p.unwrap(a3, ctx("project-a")) == DEK
     with pytest.raises(DecryptionError):
         p.unwrap(a1, ctx("project-a", 2))
-    with pytest.raises(KeyProviderError, match="another Vault Transit key"):
+    with pytest.raises(DecryptionError, match="another scope"):
         p.unwrap(a1, ctx("project-b"))  # the KEK id names another scope's key
+    with pytest.raises(DecryptionError, match="another scope"):
+        p.unwrap(c, ctx("project-b"))
+    with pytest.raises(KeyProviderError, match="another Vault Transit key"):
+        p.unwrap(WrappedKey("vault-transit", "other:v1", a1.wrapped), ctx("project-a"))
     backup = [WrappedKey.from_bytes(w.to_bytes()) for w in (a1, a2, a3)]
 
     p.destroy_scope("project-a")

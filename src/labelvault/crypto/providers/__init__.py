@@ -1,5 +1,9 @@
 """Key providers: wrap data keys under a KEK held by a local keyring, AWS KMS or Vault Transit.
 
+Each scope (project id or "control") is wrapped under key material of its own inside the
+provider; ``KeyProvider.destroy_scope(scope)`` crypto-shreds a project, database backups
+included.
+
 Only :mod:`.base` and :mod:`.factory` are imported here; concrete providers load on demand.
 """
 

@@ -74,7 +74,13 @@ from labelvault.crypto.providers.base import (
 )
 from labelvault.crypto.secrets import check_private_file
 
-__all__ = ["KEYRING_FILENAME", "SCOPES_FILENAME", "LocalKeyProvider", "load_operator_kek"]
+__all__ = [
+    "KEYRING_FILENAME",
+    "SCOPES_FILENAME",
+    "LocalKeyProvider",
+    "derive_scope_kek",
+    "load_operator_kek",
+]
 
 KEYRING_FILENAME = "keyring.json"
 SCOPES_FILENAME = "scope-salts.json"

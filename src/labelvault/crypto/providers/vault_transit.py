@@ -185,6 +185,10 @@ class VaultTransitKeyProvider:
                 f"key was wrapped by provider {wrapped.provider!r}, not vault-transit"
             )
         if not wrapped.kek_id.startswith(name + ":v"):
+            if wrapped.kek_id.startswith(self._key_name + "-") or wrapped.kek_id.startswith(
+                self._key_name + ":v"
+            ):  # one of our scope keys, presented under another scope's context
+                raise DecryptionError("wrapped key failed authentication (another scope's key)")
             raise KeyProviderError("key was wrapped by another Vault Transit key")
         try:
             ciphertext = wrapped.wrapped.decode("ascii")

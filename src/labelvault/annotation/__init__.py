@@ -1,0 +1,1 @@
+"""Annotation: label schemas and validation of annotation results."""

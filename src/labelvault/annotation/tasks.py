@@ -1,0 +1,306 @@
+"""The annotator's loop: next task (one at a time, leased), submit, revise, skip, own history.
+
+Everything runs in the annotator's own database context: the rows they may touch are decided by
+row-level security, and handing out an unassigned slot goes through ``claim_next_task()``.
+Each task served and each annotation written is audited in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from labelvault.access.scope import ProjectScope
+from labelvault.annotation.label_schema import validate_result
+from labelvault.annotation.settings import ProjectSettings, read_settings
+from labelvault.audit.record import audit_project
+from labelvault.db.runtime import RuntimeDatabase
+from labelvault.kernel.errors import ConflictError, InvalidInputError, NotFoundError
+from labelvault.kernel.ids import parse_id
+from labelvault.keys.service import KeyService
+from labelvault.keys.values import ProjectCipher, project_cipher
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """One task as its annotator sees it: the content, and their own current answer."""
+
+    task_id: uuid.UUID
+    item_id: uuid.UUID
+    kind: str
+    text: str | None
+    image_blob: str | None
+    width: int | None
+    height: int | None
+    label_schema: dict[str, Any] | None
+    lease_expires_at: dt.datetime | None
+    annotation: dict[str, Any] | None = None
+    annotation_state: str | None = None
+    review_comment: str | None = None
+
+
+async def _task_view(conn: AsyncConnection[Any], cipher: ProjectCipher, settings: ProjectSettings,
+                     task_id: uuid.UUID) -> TaskView:
+    cur = await conn.cursor(row_factory=dict_row).execute(
+        "SELECT t.id AS task_id, t.item_id, t.lease_expires_at, i.kind, i.content, i.width, "
+        "i.height, a.id AS annotation_id, a.result, a.state AS annotation_state, "
+        "v.id AS review_id, v.comment "
+        "FROM tasks t JOIN items i ON i.id = t.item_id "
+        "LEFT JOIN annotations a ON a.task_id = t.id "
+        "LEFT JOIN reviews v ON v.annotation_id = a.id AND v.state = 'rejected' "
+        "WHERE t.id = %s",
+        [task_id],
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFoundError("task not found")
+    item_id = row["item_id"]
+    text = image = None
+    if row["kind"] == "text":
+        text = cipher.decrypt("items", item_id, "content", bytes(row["content"])).decode()
+    else:
+        image = cipher.decrypt_json("items", item_id, "content", bytes(row["content"]))["blob"]
+    annotation = None
+    if row["result"] is not None:
+        annotation = cipher.decrypt_json("annotations", row["annotation_id"], "result",
+                                         bytes(row["result"]))
+    comment = None
+    if row["comment"] is not None:
+        comment = cipher.decrypt("reviews", row["review_id"], "comment",
+                                 bytes(row["comment"])).decode()
+    return TaskView(row["task_id"], item_id, row["kind"], text, image, row["width"],
+                    row["height"], settings.label_schema, row["lease_expires_at"], annotation,
+                    row["annotation_state"], comment)
+
+
+async def next_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope) -> TaskView | None:
+    """The annotator's next task: their current lease, else their queue, else an open slot."""
+    cipher = await project_cipher(keys, scope.project_id)
+    async with db.project_tx(scope.project_id, scope.context()) as conn:
+        settings = await read_settings(conn)
+        cur = await conn.execute("SELECT task_id FROM claim_next_task()")
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        view = await _task_view(conn, cipher, settings, row[0])
+        await audit_project(conn, scope.actor, "task.serve", resource_type="task",
+                            resource_id=view.task_id, project_id=scope.project_id,
+                            details={"item": str(view.item_id)})
+    return view
+
+
+async def get_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
+                   task_id: str | uuid.UUID) -> TaskView:
+    """Reopen one of the annotator's own tasks (to revise an answer not yet decided)."""
+    tid = parse_id(task_id, what="task")
+    cipher = await project_cipher(keys, scope.project_id)
+    async with db.project_tx(scope.project_id, scope.context()) as conn:
+        settings = await read_settings(conn)
+        view = await _task_view(conn, cipher, settings, tid)
+        await audit_project(conn, scope.actor, "task.read", resource_type="task",
+                            resource_id=tid, project_id=scope.project_id,
+                            details={"item": str(view.item_id)})
+    return view
+
+
+def _needs_review(annotation_id: uuid.UUID, share: float) -> bool:
+    if share >= 1:
+        return True
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(annotation_id.bytes).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+async def submit(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
+                 task_id: str | uuid.UUID, result: object,
+                 reviewers: list[uuid.UUID]) -> dict[str, Any]:
+    """Submit (or revise) the annotation of one of the caller's own tasks.
+
+    ``reviewers`` are the project's reviewers (from the live memberships); the least loaded one
+    other than the annotator gets it when the project's review share selects it.
+    """
+    tid = parse_id(task_id, what="task")
+    cipher = await project_cipher(keys, scope.project_id)
+    async with db.project_tx(scope.project_id, scope.context()) as conn:
+        settings = await read_settings(conn)
+        schema = settings.schema()
+        cur = await conn.cursor(row_factory=dict_row).execute(
+            "SELECT t.id, t.item_id, t.state, t.lease_expires_at, i.kind, i.content, i.width, "
+            "i.height, a.id AS annotation_id, a.state AS annotation_state, a.version "
+            "FROM tasks t JOIN items i ON i.id = t.item_id "
+            "LEFT JOIN annotations a ON a.task_id = t.id WHERE t.id = %s FOR UPDATE OF t",
+            [tid],
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError("task not found")
+        text = None
+        if row["kind"] == "text":
+            text = cipher.decrypt("items", row["item_id"], "content",
+                                  bytes(row["content"])).decode()
+        size = (row["width"], row["height"]) if row["width"] else None
+        normalised = validate_result(schema, result, text=text, image_size=size)
+        if row["annotation_id"] is None:
+            if row["state"] != "leased":
+                raise ConflictError("this task is not leased to you any more; fetch the next one")
+            annotation_id = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO annotations (id, task_id, item_id, annotator, result, state) "
+                "VALUES (%s, %s, %s, %s, %s, 'submitted')",
+                [annotation_id, tid, row["item_id"], scope.user_id,
+                 cipher.encrypt_json("annotations", annotation_id, "result", normalised)],
+            )
+            version = 1
+            action = "annotation.submit"
+        else:
+            annotation_id = row["annotation_id"]
+            if row["annotation_state"] not in ("submitted", "in_review", "rejected"):
+                raise ConflictError("this annotation has been reviewed and can no longer change")
+            version = row["version"] + 1
+            cur2 = await conn.execute(
+                "UPDATE annotations SET result = %s, version = %s, state = 'submitted', "
+                "updated_at = now() WHERE id = %s",
+                [cipher.encrypt_json("annotations", annotation_id, "result", normalised),
+                 version, annotation_id],
+            )
+            if cur2.rowcount != 1:
+                raise ConflictError("this annotation can no longer change")
+            action = "annotation.update"
+        await conn.execute(
+            "UPDATE tasks SET state = 'submitted', lease_expires_at = NULL, updated_at = now() "
+            "WHERE id = %s",
+            [tid],
+        )
+        review_id = await _route_for_review(conn, scope, annotation_id, settings, reviewers)
+        await audit_project(conn, scope.actor, action, resource_type="annotation",
+                            resource_id=annotation_id, project_id=scope.project_id,
+                            details={"task": str(tid), "version": version,
+                                     "review": review_id is not None})
+    return {"annotation_id": annotation_id, "version": version,
+            "state": "in_review" if review_id else "submitted"}
+
+
+async def _route_for_review(conn: AsyncConnection[Any], scope: ProjectScope,
+                            annotation_id: uuid.UUID, settings: ProjectSettings,
+                            reviewers: list[uuid.UUID]) -> uuid.UUID | None:
+    cur = await conn.execute("SELECT id, reviewer FROM reviews WHERE annotation_id = %s",
+                             [annotation_id])
+    existing = await cur.fetchone()
+    if existing is not None:  # a revision after a rejection goes back to the same reviewer
+        await conn.execute(
+            "UPDATE reviews SET state = 'pending', decided_at = NULL WHERE id = %s",
+            [existing[0]],
+        )
+        await conn.execute("UPDATE annotations SET state = 'in_review' WHERE id = %s",
+                           [annotation_id])
+        review: uuid.UUID = existing[0]
+        return review
+    candidates = [r for r in reviewers if r != scope.user_id]
+    if not candidates or not _needs_review(annotation_id, settings.review_share):
+        return None
+    # spread the work: pick deterministically among reviewers by the annotation id
+    reviewer = candidates[int.from_bytes(annotation_id.bytes[:4], "big") % len(candidates)]
+    review_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO reviews (id, annotation_id, annotator, reviewer, state) "
+        "VALUES (%s, %s, %s, %s, 'pending')",
+        [review_id, annotation_id, scope.user_id, reviewer],
+    )
+    await conn.execute("UPDATE annotations SET state = 'in_review' WHERE id = %s",
+                       [annotation_id])
+    return review_id
+
+
+async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUID) -> None:
+    """Give the task back; the item is remembered as skipped by this annotator."""
+    tid = parse_id(task_id, what="task")
+    async with db.project_tx(scope.project_id, scope.context()) as conn:
+        cur = await conn.execute(
+            "SELECT item_id, origin, state FROM tasks WHERE id = %s FOR UPDATE", [tid]
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError("task not found")
+        item_id, origin, state = row
+        if state not in ("leased", "assigned"):
+            raise ConflictError("only a task you are working on can be skipped")
+        await conn.execute(
+            "INSERT INTO task_skips (item_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            [item_id, scope.user_id],
+        )
+        await conn.execute(
+            "UPDATE tasks SET state = 'skipped', lease_expires_at = NULL, updated_at = now() "
+            "WHERE id = %s",
+            [tid],
+        )
+        await audit_project(conn, scope.actor, "task.skip", resource_type="task",
+                            resource_id=tid, project_id=scope.project_id)
+    if origin == "auto":
+        # the slot goes back to the pool for someone else (as the platform: the annotator
+        # can no longer see a task that is not theirs)
+        async with db.project_tx(scope.project_id, scope.context("system")) as conn:
+            await conn.execute(
+                "UPDATE tasks SET state = 'open', assignee = NULL, updated_at = now() "
+                "WHERE id = %s AND state = 'skipped'",
+                [tid],
+            )
+
+
+async def history(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
+                  *, limit: int = 10) -> list[dict[str, Any]]:
+    """The annotator's own last submissions (their answers, no content), newest first."""
+    if not 1 <= limit <= 50:
+        raise InvalidInputError("limit must be 1..50", field="limit")
+    cipher = await project_cipher(keys, scope.project_id)
+    async with db.project_tx(scope.project_id, scope.context()) as conn:
+        cur = await conn.cursor(row_factory=dict_row).execute(
+            "SELECT a.id, a.task_id, a.state, a.version, a.result, a.updated_at "
+            "FROM annotations a WHERE a.annotator = %s ORDER BY a.updated_at DESC LIMIT %s",
+            [scope.user_id, limit],
+        )
+        rows = await cur.fetchall()
+        await audit_project(conn, scope.actor, "annotation.history", resource_type="annotation",
+                            project_id=scope.project_id, details={"count": len(rows)})
+    return [{"annotation_id": r["id"], "task_id": r["task_id"], "state": r["state"],
+             "version": r["version"], "updated_at": r["updated_at"],
+             "editable": r["state"] in ("submitted", "in_review", "rejected"),
+             "result": cipher.decrypt_json("annotations", r["id"], "result", bytes(r["result"]))}
+            for r in rows]
+
+
+async def assign(db: RuntimeDatabase, scope: ProjectScope, *, annotator: uuid.UUID,
+                 count: int, import_id: uuid.UUID | None = None,
+                 gold_only: bool = False) -> int:
+    """A manager assigns up to ``count`` open tasks (optionally of one import) to an annotator."""
+    if not 1 <= count <= 100_000:
+        raise InvalidInputError("count must be 1..100000", field="count")
+    # filtering by import reads item rows, which a manager's context cannot: the platform
+    # runs the assignment the manager asked for, and records who asked
+    async with db.project_tx(scope.project_id, scope.context("system")) as conn:
+        cur = await conn.execute(
+            """
+            UPDATE tasks t SET assignee = %s, state = 'assigned', origin = 'assigned',
+                   updated_at = now()
+             WHERE t.id IN (
+               SELECT c.id FROM tasks c JOIN items i ON i.id = c.item_id
+                WHERE c.state = 'open'
+                  AND (%s::uuid IS NULL OR i.import_id = %s::uuid)
+                  AND (NOT %s OR i.is_gold)
+                  AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.item_id = c.item_id
+                                   AND o.assignee = %s)
+                ORDER BY c.created_at, c.slot LIMIT %s FOR UPDATE SKIP LOCKED)
+            """,
+            [annotator, import_id, import_id, gold_only, annotator, count],
+        )
+        assigned = cur.rowcount
+        await audit_project(conn, scope.actor, "task.assign", resource_type="user",
+                            resource_id=annotator, project_id=scope.project_id,
+                            details={"count": assigned})
+    return assigned

@@ -1,0 +1,1 @@
+"""Datasets: import formats, streaming parsers and import limits."""

@@ -1,0 +1,286 @@
+"""DDL of the labelling pipeline inside each project schema (project step 3).
+
+Who sees what is decided here, by row-level security on the per-transaction role and user:
+
+* annotators: their own tasks, the items of those tasks, their own annotations, the reviews of
+  their own annotations (to read a rejection);
+* reviewers: the annotations in their own review queue and those annotations' items;
+* managers: tasks, settings, imports, exports (no item content, no annotation result);
+* data owners: imports, exports, task states;
+* ``system``: the platform's own jobs (imports, exports, aggregates, re-encryption).
+
+Claiming the next task needs to see unassigned tasks, which no annotator may list: it goes
+through ``claim_next_task()``, a SECURITY DEFINER function that acts for ``lv_user()`` only.
+"""
+
+from __future__ import annotations
+
+PIPELINE_STEP = r"""
+CREATE TABLE {s}.settings (
+  id boolean PRIMARY KEY DEFAULT true CHECK (id),
+  label_schema jsonb,
+  overlap smallint NOT NULL DEFAULT 1 CHECK (overlap BETWEEN 1 AND 10),
+  auto_distribution boolean NOT NULL DEFAULT true,
+  review_share real NOT NULL DEFAULT 1.0 CHECK (review_share >= 0 AND review_share <= 1),
+  export_requires_approval boolean NOT NULL DEFAULT true,
+  lease_seconds integer NOT NULL DEFAULT 900 CHECK (lease_seconds BETWEEN 30 AND 86400),
+  -- the project's HMAC key for deduplication (a plain content hash would leak), encrypted
+  dedup_key bytea,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO {s}.settings DEFAULT VALUES;
+
+ALTER TABLE {s}.items ADD COLUMN blob_id text, ADD COLUMN width integer,
+  ADD COLUMN height integer, ADD COLUMN text_length integer;
+
+CREATE TABLE {s}.gold_answers (
+  item_id uuid PRIMARY KEY REFERENCES {s}.items (id) ON DELETE CASCADE,
+  result bytea NOT NULL
+);
+
+CREATE TABLE {s}.imports (
+  id uuid PRIMARY KEY,
+  created_by uuid NOT NULL,
+  format text NOT NULL,
+  items_added integer NOT NULL DEFAULT 0,
+  duplicates integer NOT NULL DEFAULT 0,
+  rejected integer NOT NULL DEFAULT 0,
+  report jsonb NOT NULL DEFAULT '[]'::jsonb,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+ALTER TABLE {s}.tasks ADD COLUMN origin text NOT NULL DEFAULT 'auto'
+  CHECK (origin IN ('auto', 'assigned')), ADD COLUMN leased_at timestamptz;
+CREATE INDEX tasks_open_idx ON {s}.tasks (created_at, slot) WHERE state = 'open';
+CREATE INDEX tasks_item_assignee_idx ON {s}.tasks (item_id, assignee);
+
+CREATE TABLE {s}.task_skips (
+  item_id uuid NOT NULL REFERENCES {s}.items (id) ON DELETE CASCADE,
+  user_id uuid NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (item_id, user_id)
+);
+
+CREATE TABLE {s}.annotations (
+  id uuid PRIMARY KEY,
+  task_id uuid NOT NULL UNIQUE REFERENCES {s}.tasks (id) ON DELETE CASCADE,
+  item_id uuid NOT NULL REFERENCES {s}.items (id) ON DELETE CASCADE,
+  annotator uuid NOT NULL,
+  result bytea NOT NULL,
+  version integer NOT NULL DEFAULT 1,
+  state text NOT NULL CHECK (state IN ('submitted', 'in_review', 'accepted', 'rejected',
+                                       'corrected')),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX annotations_annotator_idx ON {s}.annotations (annotator, updated_at DESC);
+CREATE INDEX annotations_item_idx ON {s}.annotations (item_id);
+
+CREATE TABLE {s}.reviews (
+  id uuid PRIMARY KEY,
+  annotation_id uuid NOT NULL UNIQUE REFERENCES {s}.annotations (id) ON DELETE CASCADE,
+  annotator uuid NOT NULL,
+  reviewer uuid NOT NULL CHECK (reviewer <> annotator),
+  state text NOT NULL DEFAULT 'pending'
+    CHECK (state IN ('pending', 'accepted', 'rejected', 'corrected')),
+  comment bytea,
+  corrected_result bytea,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  decided_at timestamptz
+);
+CREATE INDEX reviews_reviewer_idx ON {s}.reviews (reviewer, state, created_at);
+
+CREATE TABLE {s}.exports (
+  id uuid PRIMARY KEY,
+  requested_by uuid NOT NULL,
+  format text NOT NULL CHECK (format IN ('jsonl', 'csv', 'parquet', 'coco')),
+  only_accepted boolean NOT NULL DEFAULT true,
+  state text NOT NULL CHECK (state IN ('pending_approval', 'approved', 'building', 'ready',
+                                       'downloaded', 'rejected', 'failed', 'expired')),
+  approved_by uuid,
+  decided_at timestamptz,
+  blob_id text,
+  manifest jsonb,
+  item_count integer,
+  download_token_hash text,
+  download_expires_at timestamptz,
+  downloaded_at timestamptz,
+  error text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  CHECK (approved_by IS NULL OR approved_by <> requested_by)
+);
+
+ALTER TABLE {s}.settings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {s}.settings FORCE ROW LEVEL SECURITY;
+ALTER TABLE {s}.gold_answers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {s}.gold_answers FORCE ROW LEVEL SECURITY;
+ALTER TABLE {s}.imports ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {s}.imports FORCE ROW LEVEL SECURITY;
+ALTER TABLE {s}.task_skips ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {s}.task_skips FORCE ROW LEVEL SECURITY;
+ALTER TABLE {s}.annotations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {s}.annotations FORCE ROW LEVEL SECURITY;
+ALTER TABLE {s}.reviews ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {s}.reviews FORCE ROW LEVEL SECURITY;
+ALTER TABLE {s}.exports ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {s}.exports FORCE ROW LEVEL SECURITY;
+
+-- settings: every member reads (the label schema drives the annotator's screen)
+CREATE POLICY settings_read ON {s}.settings FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) IS NOT NULL);
+CREATE POLICY settings_write ON {s}.settings FOR UPDATE TO {r}
+  USING ((SELECT {s}.lv_role()) IN ('manager', 'system'))
+  WITH CHECK ((SELECT {s}.lv_role()) IN ('manager', 'system'));
+CREATE POLICY settings_owner ON {s}.settings FOR SELECT TO lv_owner USING (true);
+
+CREATE POLICY gold_system ON {s}.gold_answers FOR ALL TO {r}
+  USING ((SELECT {s}.lv_role()) = 'system') WITH CHECK ((SELECT {s}.lv_role()) = 'system');
+CREATE POLICY gold_import ON {s}.gold_answers FOR INSERT TO {r}
+  WITH CHECK ((SELECT {s}.lv_role()) IN ('manager', 'data_owner'));
+
+CREATE POLICY imports_read ON {s}.imports FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) IN ('manager', 'data_owner', 'system'));
+CREATE POLICY imports_write ON {s}.imports FOR INSERT TO {r}
+  WITH CHECK ((SELECT {s}.lv_role()) IN ('manager', 'data_owner', 'system')
+              AND (created_by = (SELECT {s}.lv_user()) OR (SELECT {s}.lv_role()) = 'system'));
+
+CREATE POLICY skips_own ON {s}.task_skips FOR ALL TO {r}
+  USING ((SELECT {s}.lv_role()) = 'annotator' AND user_id = (SELECT {s}.lv_user()))
+  WITH CHECK ((SELECT {s}.lv_role()) = 'annotator' AND user_id = (SELECT {s}.lv_user()));
+CREATE POLICY skips_manage ON {s}.task_skips FOR ALL TO {r}
+  USING ((SELECT {s}.lv_role()) IN ('manager', 'system'))
+  WITH CHECK ((SELECT {s}.lv_role()) IN ('manager', 'system'));
+CREATE POLICY skips_claim ON {s}.task_skips FOR SELECT TO lv_owner USING (true);
+
+-- the claim function (SECURITY DEFINER, owned by lv_owner) hands out open slots
+CREATE POLICY tasks_claim ON {s}.tasks FOR ALL TO lv_owner USING (true) WITH CHECK (true);
+
+CREATE POLICY annotations_own ON {s}.annotations FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user()));
+CREATE POLICY annotations_submit ON {s}.annotations FOR INSERT TO {r}
+  WITH CHECK ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user())
+              AND state = 'submitted');
+-- an annotator may change their annotation until it is decided (or after a rejection)
+CREATE POLICY annotations_edit ON {s}.annotations FOR UPDATE TO {r}
+  USING ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user())
+         AND state IN ('submitted', 'in_review', 'rejected'))
+  WITH CHECK ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user())
+              AND state IN ('submitted', 'in_review'));
+CREATE POLICY annotations_review ON {s}.annotations FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND EXISTS (
+    SELECT 1 FROM {s}.reviews v WHERE v.annotation_id = annotations.id
+       AND v.reviewer = (SELECT {s}.lv_user())));
+CREATE POLICY annotations_decide ON {s}.annotations FOR UPDATE TO {r}
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND EXISTS (
+    SELECT 1 FROM {s}.reviews v WHERE v.annotation_id = annotations.id
+       AND v.reviewer = (SELECT {s}.lv_user()) AND v.state = 'pending'))
+  WITH CHECK ((SELECT {s}.lv_role()) = 'reviewer'
+              AND state IN ('accepted', 'rejected', 'corrected'));
+CREATE POLICY annotations_system ON {s}.annotations FOR ALL TO {r}
+  USING ((SELECT {s}.lv_role()) = 'system') WITH CHECK ((SELECT {s}.lv_role()) = 'system');
+
+CREATE POLICY reviews_queue ON {s}.reviews FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND reviewer = (SELECT {s}.lv_user()));
+CREATE POLICY reviews_decide ON {s}.reviews FOR UPDATE TO {r}
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND reviewer = (SELECT {s}.lv_user())
+         AND state = 'pending')
+  WITH CHECK ((SELECT {s}.lv_role()) = 'reviewer' AND reviewer = (SELECT {s}.lv_user()));
+CREATE POLICY reviews_feedback ON {s}.reviews FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user()));
+-- submitting routes the annotation to a reviewer (never the annotator themselves)
+CREATE POLICY reviews_route ON {s}.reviews FOR INSERT TO {r}
+  WITH CHECK ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user())
+              AND state = 'pending');
+CREATE POLICY reviews_reroute ON {s}.reviews FOR UPDATE TO {r}
+  USING ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user()))
+  WITH CHECK ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user())
+              AND state = 'pending');
+CREATE POLICY reviews_system ON {s}.reviews FOR ALL TO {r}
+  USING ((SELECT {s}.lv_role()) = 'system') WITH CHECK ((SELECT {s}.lv_role()) = 'system');
+
+-- reviewers read the items of the annotations in their queue
+CREATE POLICY items_reviewer ON {s}.items FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND EXISTS (
+    SELECT 1 FROM {s}.annotations a JOIN {s}.reviews v ON v.annotation_id = a.id
+     WHERE a.item_id = items.id AND v.reviewer = (SELECT {s}.lv_user())));
+CREATE POLICY tasks_reviewer ON {s}.tasks FOR UPDATE TO {r}
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND EXISTS (
+    SELECT 1 FROM {s}.annotations a JOIN {s}.reviews v ON v.annotation_id = a.id
+     WHERE a.task_id = tasks.id AND v.reviewer = (SELECT {s}.lv_user())))
+  WITH CHECK ((SELECT {s}.lv_role()) = 'reviewer');
+CREATE POLICY tasks_reviewer_read ON {s}.tasks FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND EXISTS (
+    SELECT 1 FROM {s}.annotations a JOIN {s}.reviews v ON v.annotation_id = a.id
+     WHERE a.task_id = tasks.id AND v.reviewer = (SELECT {s}.lv_user())));
+
+CREATE POLICY exports_read ON {s}.exports FOR SELECT TO {r}
+  USING ((SELECT {s}.lv_role()) IN ('manager', 'data_owner', 'system'));
+CREATE POLICY exports_request ON {s}.exports FOR INSERT TO {r}
+  WITH CHECK ((SELECT {s}.lv_role()) IN ('manager', 'data_owner')
+              AND requested_by = (SELECT {s}.lv_user()));
+-- a second person approves: the table's CHECK refuses the requester as approver
+CREATE POLICY exports_decide ON {s}.exports FOR UPDATE TO {r}
+  USING ((SELECT {s}.lv_role()) IN ('manager', 'data_owner'))
+  WITH CHECK ((SELECT {s}.lv_role()) IN ('manager', 'data_owner'));
+CREATE POLICY exports_system ON {s}.exports FOR ALL TO {r}
+  USING ((SELECT {s}.lv_role()) = 'system') WITH CHECK ((SELECT {s}.lv_role()) = 'system');
+
+CREATE FUNCTION {s}.claim_next_task() RETURNS TABLE (task_id uuid, item_id uuid)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+DECLARE
+  me uuid := {s}.lv_user();
+  lease integer;
+  auto boolean;
+  t_id uuid;
+  t_item uuid;
+BEGIN
+  IF me IS NULL OR {s}.lv_role() IS DISTINCT FROM 'annotator' THEN
+    RAISE EXCEPTION 'only an annotator claims tasks' USING ERRCODE = '42501';
+  END IF;
+  -- one claim at a time per annotator: never two slots of one item for the same person
+  PERFORM pg_advisory_xact_lock(hashtext('{s}'), hashtext(me::text));
+  SELECT s.lease_seconds, s.auto_distribution INTO lease, auto FROM {s}.settings s;
+  SELECT t.id, t.item_id INTO t_id, t_item FROM {s}.tasks t
+   WHERE t.assignee = me AND t.state = 'leased' AND t.lease_expires_at > now()
+   ORDER BY t.leased_at LIMIT 1;
+  IF t_id IS NOT NULL THEN
+    task_id := t_id; item_id := t_item; RETURN NEXT; RETURN;
+  END IF;
+  UPDATE {s}.tasks t SET state = 'leased', leased_at = now(), updated_at = now(),
+         lease_expires_at = now() + make_interval(secs => lease)
+   WHERE t.id = (SELECT c.id FROM {s}.tasks c
+                  WHERE c.assignee = me
+                    AND (c.state = 'assigned' OR (c.state = 'leased' AND c.lease_expires_at <= now()))
+                    AND NOT EXISTS (SELECT 1 FROM {s}.task_skips k
+                                     WHERE k.item_id = c.item_id AND k.user_id = me)
+                  ORDER BY c.created_at, c.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+  RETURNING t.id, t.item_id INTO t_id, t_item;
+  IF t_id IS NULL AND auto THEN
+    UPDATE {s}.tasks t SET state = 'leased', assignee = me, leased_at = now(),
+           updated_at = now(), lease_expires_at = now() + make_interval(secs => lease)
+     WHERE t.id = (SELECT c.id FROM {s}.tasks c
+                    WHERE c.origin = 'auto'
+                      AND (c.state = 'open' OR (c.state = 'leased' AND c.lease_expires_at <= now()))
+                      AND NOT EXISTS (SELECT 1 FROM {s}.tasks o
+                                       WHERE o.item_id = c.item_id AND o.assignee = me
+                                         AND o.id <> c.id)
+                      AND NOT EXISTS (SELECT 1 FROM {s}.task_skips k
+                                       WHERE k.item_id = c.item_id AND k.user_id = me)
+                    ORDER BY c.created_at, c.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING t.id, t.item_id INTO t_id, t_item;
+  END IF;
+  IF t_id IS NOT NULL THEN
+    task_id := t_id; item_id := t_item; RETURN NEXT;
+  END IF;
+  RETURN;
+END
+$f$;
+ALTER FUNCTION {s}.claim_next_task() OWNER TO lv_owner;
+REVOKE ALL ON FUNCTION {s}.claim_next_task() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION {s}.claim_next_task() TO {r};
+
+GRANT SELECT, UPDATE ON {s}.settings TO {r};
+GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.gold_answers, {s}.imports, {s}.task_skips,
+  {s}.annotations, {s}.reviews, {s}.exports TO {r};
+"""

@@ -1,0 +1,264 @@
+"""Encrypting the values and blobs of a project (or of the control plane) for the domains.
+
+Usage, in a request or job::
+
+    cipher = await project_cipher(platform.keys, project_id)
+    sealed = cipher.encrypt("items", item_id, "content", text.encode())
+    ...
+    text = cipher.decrypt("items", item_id, "content", row["content"]).decode()
+
+Every value is AES-256-GCM under the scope's current data key, bound (associated data) to
+``EncryptionContext.for_row(project, table, row id, column)``: a ciphertext moved to another
+row, column, table or project fails with :class:`DecryptionError`, and one whose data key was
+shredded fails with :class:`DataDestroyedError`; nothing ever decrypts to garbage. The columns
+and blobs that hold such values are listed in :mod:`labelvault.keys.columns`.
+
+Blobs (images, export bundles) are encrypted in chunks with bounded memory
+(:func:`labelvault.crypto.encrypt_stream`), context column ``"blob"``, and stored in the
+project's container of the blob store under a fresh random id. A blob id is never reused for
+other content, so key rotation can re-encrypt a blob in place under the same id.
+
+The cipher is synchronous (values are small) and looks the keyring up in the key service's
+cache for every operation, so a rotation or a cache refresh is picked up at once. Create one
+per request or batch with :func:`project_cipher`; do not keep one for longer than the key
+cache TTL. A keyring pushed out of the bounded cache while a cipher is in use makes the next
+operation fail with :class:`CryptoError` ("keyring is no longer in memory"); take a new cipher.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from labelvault.crypto import (
+    CryptoError,
+    DataDestroyedError,
+    DataKey,
+    DecryptionError,
+    EncryptionContext,
+    ProjectKeyring,
+    decrypt_stream,
+    decrypt_value,
+    encrypt_stream,
+    encrypt_value,
+    scope_of,
+)
+from labelvault.keys.service import KeyService
+from labelvault.storage import BlobStore
+
+__all__ = [
+    "BLOB_COLUMN",
+    "ProjectCipher",
+    "ValueCipher",
+    "get_blob",
+    "new_blob_id",
+    "project_cipher",
+    "put_blob",
+]
+
+BLOB_COLUMN = "blob"
+RowId = uuid.UUID | str | int
+
+
+class ValueCipher(Protocol):
+    """What the domains use to seal and open values and blobs of one project."""
+
+    @property
+    def project_id(self) -> uuid.UUID | None: ...
+
+    def encrypt(self, table: str, row_id: RowId, column: str, plaintext: bytes) -> bytes: ...
+
+    def decrypt(self, table: str, row_id: RowId, column: str, blob: bytes) -> bytes: ...
+
+    def encrypt_json(self, table: str, row_id: RowId, column: str, value: Any) -> bytes: ...
+
+    def decrypt_json(self, table: str, row_id: RowId, column: str, blob: bytes) -> Any: ...
+
+    def put_blob(
+        self,
+        blobs: BlobStore,
+        table: str,
+        row_id: RowId,
+        chunks: Iterable[bytes],
+        *,
+        blob_id: str | None = None,
+    ) -> str: ...
+
+    def get_blob(
+        self, blobs: BlobStore, table: str, row_id: RowId, blob_id: str
+    ) -> Iterator[bytes]: ...
+
+
+def new_blob_id() -> str:
+    """A fresh random blob id (32 hex digits): says nothing about the row or its content."""
+    return uuid.uuid4().hex
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+class ProjectCipher:
+    """Seals and opens the values of one scope: a project, or (``project_id=None``) the control
+    plane, which only the key-rotation job uses this way (the control plane seals through
+    :class:`labelvault.keys.ControlSealer`)."""
+
+    __slots__ = ("_keys", "_last", "_project_id", "scope")
+
+    def __init__(self, keys: KeyService, project_id: uuid.UUID | None, ring: ProjectKeyring):
+        self._keys = keys
+        self._project_id = project_id
+        self.scope = scope_of(project_id)
+        self._last = ring
+
+    @property
+    def project_id(self) -> uuid.UUID | None:
+        return self._project_id
+
+    # -- keys ----------------------------------------------------------------------------------
+    def _ring(self) -> ProjectKeyring:
+        ring = self._keys.cached(self.scope)
+        if ring is not None and not ring.destroyed:
+            self._last = ring
+            return ring
+        if self._keys.is_shredded(self.scope):
+            raise DataDestroyedError()
+        if self._last.destroyed:
+            raise CryptoError(
+                f"the keyring of scope {self.scope} is no longer in memory; take a new cipher"
+            )
+        return self._last
+
+    @property
+    def current_version(self) -> int:
+        """The data key version new values are encrypted under."""
+        return self._ring().current.version
+
+    def _current(self) -> DataKey:
+        return self._ring().current
+
+    def lookup(self, version: int) -> DataKey:
+        """The data key of ``version`` (the ``lookup`` of ``decrypt_value``/``decrypt_stream``)."""
+        ring = self._ring()
+        if version in ring.versions:
+            return ring.get(version)
+        if version in self._keys.destroyed_versions(self.scope):
+            raise DataDestroyedError(
+                f"data destroyed: data key version {version} of this scope was destroyed"
+            )
+        raise DecryptionError(
+            f"ciphertext names data key version {version}, which scope {self.scope} does not "
+            "have (tampered, or written by a newer rotation: retry after the key cache refresh)"
+        )
+
+    def context(self, table: str, row_id: RowId, column: str) -> EncryptionContext:
+        return EncryptionContext.for_row(self._project_id, table, row_id, column)
+
+    # -- values --------------------------------------------------------------------------------
+    def encrypt(self, table: str, row_id: RowId, column: str, plaintext: bytes) -> bytes:
+        if not isinstance(plaintext, (bytes, bytearray)):
+            raise CryptoError("encrypt takes bytes; use encrypt_json for structured values")
+        return encrypt_value(self._current(), bytes(plaintext), self.context(table, row_id, column))
+
+    def decrypt(self, table: str, row_id: RowId, column: str, blob: bytes) -> bytes:
+        try:
+            return decrypt_value(self.lookup, bytes(blob), self.context(table, row_id, column))
+        except DataDestroyedError:
+            raise
+        except DecryptionError as exc:
+            raise DecryptionError(
+                f"{table}.{column} of row {row_id}: {exc.message}", field=column
+            ) from None
+
+    def encrypt_json(self, table: str, row_id: RowId, column: str, value: Any) -> bytes:
+        return self.encrypt(table, row_id, column, _json_bytes(value))
+
+    def decrypt_json(self, table: str, row_id: RowId, column: str, blob: bytes) -> Any:
+        return json.loads(self.decrypt(table, row_id, column, blob))
+
+    # -- blobs ---------------------------------------------------------------------------------
+    def _project(self) -> uuid.UUID:
+        if self._project_id is None:
+            raise CryptoError("blobs belong to a project")
+        return self._project_id
+
+    def encrypt_chunks(
+        self, table: str, row_id: RowId, chunks: Iterable[bytes]
+    ) -> Iterator[bytes]:
+        """The encrypted stream of a blob of ``(table, row_id)`` (header, then chunks)."""
+        return encrypt_stream(self._current(), self.context(table, row_id, BLOB_COLUMN), chunks)
+
+    def decrypt_chunks(
+        self, table: str, row_id: RowId, chunks: Iterable[bytes]
+    ) -> Iterator[bytes]:
+        return _decrypt_named(
+            decrypt_stream(self.lookup, self.context(table, row_id, BLOB_COLUMN), chunks),
+            f"blob of {table} row {row_id}",
+        )
+
+    def put_blob(
+        self,
+        blobs: BlobStore,
+        table: str,
+        row_id: RowId,
+        chunks: Iterable[bytes],
+        *,
+        blob_id: str | None = None,
+    ) -> str:
+        """Encrypt ``chunks`` for ``(table, row_id)`` and store them; returns the blob id.
+
+        Blocking (file or S3 I/O): call it through ``asyncio.to_thread`` from async code.
+        """
+        project = self._project()
+        blob_id = blob_id or new_blob_id()
+        blobs.put(project, blob_id, self.encrypt_chunks(table, row_id, chunks))
+        return blob_id
+
+    def get_blob(
+        self, blobs: BlobStore, table: str, row_id: RowId, blob_id: str
+    ) -> Iterator[bytes]:
+        """Stream the plaintext of a stored blob; DecryptionError on any tampering (treat
+        output as provisional until the iterator is exhausted)."""
+        return self.decrypt_chunks(table, row_id, blobs.get(self._project(), blob_id))
+
+    def __repr__(self) -> str:
+        return f"ProjectCipher(scope={self.scope!r})"
+
+
+def _decrypt_named(stream: Iterator[bytes], what: str) -> Iterator[bytes]:
+    try:
+        yield from stream
+    except DataDestroyedError:
+        raise
+    except DecryptionError as exc:
+        raise DecryptionError(f"{what}: {exc.message}", field="blob") from None
+
+
+async def project_cipher(keys: KeyService, project_id: uuid.UUID | None) -> ProjectCipher:
+    """A cipher for the project's values (loads its keyring; DataDestroyedError if shredded)."""
+    ring = await keys.keyring(scope_of(project_id))
+    return ProjectCipher(keys, project_id, ring)
+
+
+def put_blob(
+    cipher: ValueCipher,
+    blobs: BlobStore,
+    table: str,
+    row_id: RowId,
+    chunks: Iterable[bytes],
+    *,
+    blob_id: str | None = None,
+) -> str:
+    """Encrypt and store a blob of ``(table, row_id)`` of the cipher's project; its id."""
+    return cipher.put_blob(blobs, table, row_id, chunks, blob_id=blob_id)
+
+
+def get_blob(
+    cipher: ValueCipher, blobs: BlobStore, table: str, row_id: RowId, blob_id: str
+) -> Iterator[bytes]:
+    """The decrypted chunks of a stored blob."""
+    return cipher.get_blob(blobs, table, row_id, blob_id)

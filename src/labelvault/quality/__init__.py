@@ -1,0 +1,1 @@
+"""Quality: inter-annotator agreement and gold accuracy (pure statistics)."""
