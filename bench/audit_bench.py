@@ -49,7 +49,7 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     from labelvault.settings import Settings
     from labelvault.tenancy import service as tenancy
 
-    settings = Settings(data_dir=data_dir, log_level="warning",  # type: ignore[call-arg]
+    settings = Settings(data_dir=data_dir, log_level="warning",
                         project_pool_conn_max=max(args.writers, 4))
     target, _ = await asyncio.to_thread(prepare_database, settings)
     platform = Platform.create(settings, target)
@@ -135,11 +135,11 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         out["verify_db_s"] = round(took, 3)
         out["verify_db_events_per_s"] = round(n / took)
 
-        with psycopg.connect(dsn) as conn:
-            cur = conn.cursor(binary=True)
-            cur.execute("SELECT seq, ts_us, body, leaf, prev_hash, chain_hash FROM "
+        with psycopg.connect(dsn) as sync_conn:
+            sync_cur = sync_conn.cursor(binary=True)
+            sync_cur.execute("SELECT seq, ts_us, body, leaf, prev_hash, chain_hash FROM "
                         f"{project_schema(pid)}.audit_events ORDER BY seq")
-            rows = [StoredEvent(*r) for r in cur.fetchall()]
+            rows = [StoredEvent(*r) for r in sync_cur.fetchall()]
         from labelvault.audit import parse_and_verify
 
         cps = [parse_and_verify(second.note, [signer.verifier_key()])]

@@ -6,13 +6,14 @@ domains never import this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from labelvault.crypto import KeyProvider, make_key_provider
 from labelvault.db.bootstrap import DatabaseTarget, resolve_database
 from labelvault.db.migrate import MigrationReport, migrate
 from labelvault.db.runtime import RuntimeDatabase
+from labelvault.jobs import JobQueue
 from labelvault.keys import ControlSealer, KeyService
 from labelvault.settings import Settings
 from labelvault.storage import BlobStore, make_blob_store
@@ -59,6 +60,11 @@ class Platform:
     keys: KeyService
     sealer: ControlSealer
     blobs: BlobStore
+    # background jobs (procrastinate): opened on first use, closed with the platform
+    jobs: JobQueue = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.jobs = JobQueue(self.db.app_dsn)
 
     @classmethod
     def create(cls, settings: Settings, target: DatabaseTarget) -> Platform:
@@ -80,5 +86,6 @@ class Platform:
         await self.sealer.load()
 
     async def close(self) -> None:
+        await self.jobs.close()
         await self.keys.close()
         await self.db.close()

@@ -195,7 +195,7 @@ async def resolve_path(
         path = path.replace("{user_id}", user_id)
         if isinstance(body, dict):
             body = {k: (user_id if v == "{user_id}" else v) for k, v in body.items()}
-    for placeholder in ("{token_id}", "{task_id}", "{review_id}"):
+    for placeholder in ("{token_id}", "{task_id}", "{review_id}", "{export_id}"):
         path = path.replace(placeholder, str(uuid.uuid4()))
     if target is not None:
         path = path.replace("{project_id}", str(target)).replace("{org_id}", str(target))

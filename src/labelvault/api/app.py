@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +15,10 @@ from labelvault.api.middleware import SecurityHeadersMiddleware
 from labelvault.api.problems import install_problem_handlers
 from labelvault.api.routes import ROUTERS
 from labelvault.api.security import ACCESS_ATTR, RouteDeclarationError
+from labelvault.audit.checkpointer import run_periodically
+from labelvault.audit.sealer import run_sealer
 from labelvault.platform import Platform
+from labelvault.web import install_web
 
 
 def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
@@ -46,13 +50,21 @@ def check_route_declarations(app: FastAPI) -> None:
 def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if manage_lifecycle:
-            await platform.open()
+        if not manage_lifecycle:
+            yield
+            return
+        await platform.open()
+        stop = asyncio.Event()
+        background = [
+            asyncio.create_task(run_sealer(platform.db, stop), name="audit-sealer"),
+            asyncio.create_task(run_periodically(platform, stop), name="checkpoints"),
+        ]
         try:
             yield
         finally:
-            if manage_lifecycle:
-                await platform.close()
+            stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
+            await platform.close()
 
     app = FastAPI(
         title="LabelVault API",
@@ -66,6 +78,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_web(app)  # pages, static files, 401 on a page → /login
     check_route_declarations(app)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -277,11 +277,21 @@ async def chain_connection(platform: Platform, chain_id: str) -> Any:
         raise ValueError(f"unknown chain id {chain_id!r}")
 
 
+async def seal_chain(platform: Platform, chain_id: str) -> int:
+    """Chain the committed pending events of ``chain_id`` first: a checkpoint covers them."""
+    from labelvault.audit.sealer import seal_control, seal_project
+
+    if chain_id == "control":
+        return await seal_control(platform.db)
+    return await seal_project(platform.db, uuid.UUID(chain_id.split(":", 1)[1]))
+
+
 async def checkpoint_chain(
     platform: Platform, chain_id: str, signer: Signer, *, verifier_keys: list[str] | None = None
 ) -> CheckpointResult | None:
     """Sign a checkpoint of ``chain_id`` at its current size if it grew; None if it did not."""
     keys = verifier_keys or [signer.verifier_key()]
+    await seal_chain(platform, chain_id)
     start, existing = await _last_checkpoints(platform, chain_id, keys)
     async with chain_connection(platform, chain_id) as (conn, table):
         size = await chain_head(conn, table)

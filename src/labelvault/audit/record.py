@@ -49,6 +49,8 @@ def build_event(
 
 
 async def record_control(conn: AsyncConnection[Any], event: AuditEvent) -> int:
+    """Append to the control chain's pending events; returns the pending id (the chain
+    sequence number is assigned when the sealer chains it, see ``labelvault.audit.sealer``)."""
     body = canonical_body(event)
     org = uuid.UUID(event.org_id) if event.org_id else None
     cur = await conn.execute("SELECT lv_control.audit_append(%s, %s)", [body, org])

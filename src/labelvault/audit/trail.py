@@ -38,6 +38,7 @@ from labelvault.audit.checkpointer import (
 )
 from labelvault.audit.export import event_line, event_record, trailer_line, ts_us_of
 from labelvault.audit.record import audit_control, audit_project
+from labelvault.audit.sealer import seal_control, seal_project
 from labelvault.db.context import ControlContext, ProjectContext
 from labelvault.db.names import project_schema
 from labelvault.kernel.actor import Actor
@@ -173,6 +174,7 @@ async def read_project_trail(
     role, privileged = project_reader(roles)
     ctx = ProjectContext(actor.user_id, role)
     sql, params = _query(f"{project_schema(project_id)}.audit_events", filters)
+    await seal_project(platform.db, project_id)  # the reader sees every committed event
     async with platform.db.project_tx(project_id, ctx) as conn:
         page = await _page(conn, sql, params, filters.limit)
         await audit_project(
@@ -189,6 +191,7 @@ async def read_org_trail(
 ) -> TrailPage:
     privileged = actor.org_id != org_id  # a system administrator reading another organization
     sql, params = _query("lv_control.audit_events", filters, "org_id = %s", [org_id])
+    await seal_control(platform.db)
     async with platform.db.control_tx(ControlContext.for_actor(actor)) as conn:
         page = await _page(conn, sql, params, filters.limit)
         await audit_control(
@@ -208,7 +211,7 @@ async def _export_stream(
     """Record the export (committed), checkpoint the chain, then yield the export's lines."""
     from labelvault.audit.signing import load_signer
 
-    recorded = await record()
+    await record()
     signer = await load_signer(platform)
     with contextlib.suppress(ChainBrokenError):  # export anyway: the verifier says what is wrong
         await checkpoint_chain(platform, chain_id, signer)
@@ -219,8 +222,8 @@ async def _export_stream(
             [chain_id, EXPORT_NOTES],
         )
         rows = list(reversed(await cur.fetchall()))
-    size = max((int(s) for s, _ in rows), default=0)
-    upto = max(size, recorded)
+    # the checkpoint was signed after sealing, so it covers the export's own event
+    upto = max((int(s) for s, _ in rows), default=0)
     notes = [n for _, n in rows]
 
     async def lines() -> AsyncIterator[bytes]:

@@ -30,7 +30,7 @@ from labelvault.cli.admin import project_app
 from labelvault.cli.runtime import OPERATOR, fail, settings_or_fail, with_platform
 from labelvault.crypto import CONTROL_SCOPE, ROTATE_AFTER_ENCRYPTIONS
 from labelvault.db.context import ControlContext
-from labelvault.kernel.errors import NotFoundError
+from labelvault.kernel.errors import LabelVaultError, NotFoundError
 from labelvault.kernel.ids import parse_id
 from labelvault.keys.receipts import DeletionReceipt
 from labelvault.keys.rotation import (
@@ -55,6 +55,12 @@ RetireGrace = typer.Option(
     min=0.0,
     help="seconds an old version must have been retired before it is destroyed (default: the "
     "key cache TTL, so no server still encrypts with it)",
+)
+Wait = typer.Option(
+    True,
+    "--wait/--no-wait",
+    help="sleep out the rest of the grace period instead of returning (then run "
+    "`keys resume` later)",
 )
 # test hook: pause after each batch so a test can kill the job part-way
 BatchDelay = typer.Option(0.0, "--batch-delay", hidden=True, min=0.0)
@@ -120,8 +126,9 @@ def _print_report(report: RotationReport) -> None:
         pending = ", ".join(map(str, report.pending))
         if report.wait_s > 0:
             typer.echo(
-                f"  old versions {pending} are kept for {report.wait_s:.0f} s more (servers may "
-                "still hold them in their key cache): run `labelvault keys resume` after that"
+                f"  nothing moved yet: servers may not have loaded the new key for "
+                f"{report.wait_s:.0f} s more; run `labelvault keys resume` after that "
+                f"(old versions {pending} stay until then)"
             )
         else:
             typer.echo(f"  old versions {pending} are still in use: run `labelvault keys resume`")
@@ -141,6 +148,7 @@ def rotate(
     control: bool = typer.Option(False, "--control", help="rotate the control plane's data key"),
     batch_size: int = BatchSize,
     retire_grace: float | None = RetireGrace,
+    wait: bool = Wait,
     batch_delay: float = BatchDelay,
     data_dir: Path | None = DataDir,
 ) -> None:
@@ -172,7 +180,7 @@ def rotate(
             report = await rotate_scope(
                 platform.db, platform.keys, platform.blobs, pid,
                 batch_size=batch_size, progress=_Bar(progress), retire_grace_s=retire_grace,
-                batch_delay_s=batch_delay,
+                batch_delay_s=batch_delay, wait=wait,
             )
         await _audit(
             platform, "keys.rotate", resource_id=report.scope,
@@ -190,6 +198,7 @@ def resume(
     project: str | None = typer.Option(None, "--project", help="only this project"),
     batch_size: int = BatchSize,
     retire_grace: float | None = RetireGrace,
+    wait: bool = Wait,
     batch_delay: float = BatchDelay,
     data_dir: Path | None = DataDir,
 ) -> None:
@@ -201,12 +210,16 @@ def resume(
         reports = []
         for scope in await pending_rotations(platform.db, only):
             pid = None if scope == CONTROL_SCOPE else uuid.UUID(scope)
-            with _progress() as progress:
-                report = await reencrypt_scope(
-                    platform.db, platform.keys, platform.blobs, pid,
-                    batch_size=batch_size, progress=_Bar(progress),
-                    retire_grace_s=retire_grace, batch_delay_s=batch_delay,
-                )
+            try:
+                with _progress() as progress:
+                    report = await reencrypt_scope(
+                        platform.db, platform.keys, platform.blobs, pid,
+                        batch_size=batch_size, progress=_Bar(progress),
+                        retire_grace_s=retire_grace, batch_delay_s=batch_delay, wait=wait,
+                    )
+            except LabelVaultError as exc:  # e.g. a project being deleted: go on with the rest
+                typer.echo(f"{scope}: skipped: {exc.message}", err=True)
+                continue
             await _audit(
                 platform, "keys.reencrypt", resource_id=scope, project_id=pid,
                 details={"to_version": report.to_version,

@@ -25,6 +25,10 @@ app.add_typer(admin.user_app, name="user")
 app.add_typer(admin.member_app, name="member")
 from labelvault.cli.audit import audit_app; app.add_typer(audit_app, name="audit")  # noqa: E402, E702, I001
 from labelvault.cli.keys import keys_app; app.add_typer(keys_app, name="keys")  # noqa: E402, E702, I001
+from labelvault.cli.worker import worker_command; app.command("worker")(worker_command)  # noqa: E402, E702, I001
+from labelvault.cli.export import export_app; app.add_typer(export_app, name="export")  # noqa: E402, E702, I001
+from labelvault.cli.importer import import_command; app.command("import")(import_command)  # noqa: E402, E702, I001
+from labelvault.cli.remote import remote_app; app.add_typer(remote_app, name="remote")  # noqa: E402, E702, I001
 
 DataDir = typer.Option(None, "--data-dir", help="data directory (LABELVAULT_DATA_DIR)")
 

@@ -65,7 +65,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 import threading
 import unicodedata
 import zipfile
@@ -478,14 +477,14 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_DECODER = json.JSONDecoder(
+    parse_constant=_no_constant, parse_float=_finite_float, object_pairs_hook=_unique_pairs
+)
+
+
 def _loads(text: str) -> tuple[Any, str | None]:
     try:
-        return json.loads(
-            text,
-            parse_constant=_no_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_unique_pairs,
-        ), None
+        return _DECODER.decode(text), None
     except _JsonProblem as exc:
         return None, str(exc)
     except json.JSONDecodeError as exc:
@@ -556,9 +555,11 @@ def _metadata(
     # Cheap upper bound first (a char is at most 6 bytes in JSON, numbers at most 24 chars,
     # 8 bytes of punctuation per pair); the exact encoding only for metadata near the limit.
     rough = sum(len(k) + (len(v) if isinstance(v, str) else 4) for k, v in meta.items())
-    if rough * 6 + 8 * len(meta) > limits.max_metadata_bytes and len(
-        json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
-    ) > limits.max_metadata_bytes:
+    if (
+        rough * 6 + 8 * len(meta) > limits.max_metadata_bytes
+        and len(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode())
+        > limits.max_metadata_bytes
+    ):
         return {}, f"field 'metadata' is larger than {_human(limits.max_metadata_bytes)}"
     return meta, None
 
@@ -896,19 +897,13 @@ _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
 
 
 def _spool(stream: IO[bytes], limits: ImportLimits) -> IO[bytes]:
-    spooled = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the caller
-    total = 0
-    try:
-        while chunk := stream.read(_CHUNK):
-            total += len(chunk)
-            if total > limits.max_upload_bytes:
-                _reject(f"the file is larger than {_human(limits.max_upload_bytes)}")
-            spooled.write(chunk)
-        spooled.seek(0)
-    except BaseException:
-        spooled.close()
-        raise
-    return spooled
+    """Buffer a non-seekable zip in MEMORY: plaintext must never reach a temporary file."""
+    buffer = bytearray()
+    while chunk := stream.read(_CHUNK):
+        buffer += chunk
+        if len(buffer) > limits.max_upload_bytes:
+            _reject(f"the file is larger than {_human(limits.max_upload_bytes)}")
+    return io.BytesIO(bytes(buffer))
 
 
 def _check_end_record(fp: IO[bytes], size: int, limits: ImportLimits) -> None:

@@ -35,6 +35,7 @@ from labelvault.keys.values import ProjectCipher, project_cipher
 from labelvault.storage import BlobStore
 
 BATCH = 2000
+STATISTICS_AFTER = 500  # items; refresh planner statistics after a larger import
 MAX_REPORTED_ERRORS = 1000
 OnError = Literal["reject", "skip"]
 
@@ -266,6 +267,9 @@ async def import_items(
                             details={"added": report.items_added,
                                      "duplicates": report.duplicates,
                                      "rejected": report.rejected, "format": report.format})
+    if report.items_added >= STATISTICS_AFTER:
+        async with db.project_tx(scope.project_id, scope.context("system")) as conn:
+            await conn.execute("SELECT refresh_statistics()")
     return report
 
 

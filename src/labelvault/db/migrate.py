@@ -23,6 +23,7 @@ from labelvault.db.names import (
 )
 from labelvault.db.project_schema import current_project_version, provisioning_function_sql
 from labelvault.db.scram import scram_verifier
+from labelvault.jobs.schema import install_job_schema
 
 _ALEMBIC_DIR = Path(__file__).parent / "alembic"
 
@@ -131,6 +132,7 @@ def migrate(owner_dsn: str, app_password: str) -> MigrationReport:
                     conn.execute(
                         f"SELECT {CONTROL_SCHEMA}.provision_project(%s, NULL)", [project_id]
                     )
+            install_job_schema(conn)  # procrastinate, in its own schema (labelvault.jobs)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
     return MigrationReport(revision, current_project_version(), len(project_ids))

@@ -50,8 +50,10 @@ CREATE TABLE {s}.imports (
 );
 
 ALTER TABLE {s}.tasks ADD COLUMN origin text NOT NULL DEFAULT 'auto'
-  CHECK (origin IN ('auto', 'assigned')), ADD COLUMN leased_at timestamptz;
-CREATE INDEX tasks_open_idx ON {s}.tasks (created_at, slot) WHERE state = 'open';
+  CHECK (origin IN ('auto', 'assigned')), ADD COLUMN leased_at timestamptz,
+  ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY;
+CREATE INDEX tasks_open_idx ON {s}.tasks (created_at, seq) WHERE state = 'open';
+CREATE INDEX tasks_lease_idx ON {s}.tasks (lease_expires_at) WHERE state = 'leased';
 CREATE INDEX tasks_item_assignee_idx ON {s}.tasks (item_id, assignee);
 
 CREATE TABLE {s}.task_skips (
@@ -256,18 +258,31 @@ BEGIN
                                      WHERE k.item_id = c.item_id AND k.user_id = me)
                   ORDER BY c.created_at, c.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
   RETURNING t.id, t.item_id INTO t_id, t_item;
+  -- an open slot first (walking the partial index in order), then an abandoned lease
   IF t_id IS NULL AND auto THEN
     UPDATE {s}.tasks t SET state = 'leased', assignee = me, leased_at = now(),
            updated_at = now(), lease_expires_at = now() + make_interval(secs => lease)
      WHERE t.id = (SELECT c.id FROM {s}.tasks c
-                    WHERE c.origin = 'auto'
-                      AND (c.state = 'open' OR (c.state = 'leased' AND c.lease_expires_at <= now()))
+                    WHERE c.state = 'open' AND c.origin = 'auto'
+                      AND NOT EXISTS (SELECT 1 FROM {s}.tasks o
+                                       WHERE o.item_id = c.item_id AND o.assignee = me)
+                      AND NOT EXISTS (SELECT 1 FROM {s}.task_skips k
+                                       WHERE k.item_id = c.item_id AND k.user_id = me)
+                    ORDER BY c.created_at, c.seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING t.id, t.item_id INTO t_id, t_item;
+  END IF;
+  IF t_id IS NULL AND auto THEN
+    UPDATE {s}.tasks t SET state = 'leased', assignee = me, leased_at = now(),
+           updated_at = now(), lease_expires_at = now() + make_interval(secs => lease)
+     WHERE t.id = (SELECT c.id FROM {s}.tasks c
+                    WHERE c.state = 'leased' AND c.origin = 'auto'
+                      AND c.lease_expires_at <= now()
                       AND NOT EXISTS (SELECT 1 FROM {s}.tasks o
                                        WHERE o.item_id = c.item_id AND o.assignee = me
                                          AND o.id <> c.id)
                       AND NOT EXISTS (SELECT 1 FROM {s}.task_skips k
                                        WHERE k.item_id = c.item_id AND k.user_id = me)
-                    ORDER BY c.created_at, c.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+                    ORDER BY c.lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED)
     RETURNING t.id, t.item_id INTO t_id, t_item;
   END IF;
   IF t_id IS NOT NULL THEN
@@ -279,6 +294,18 @@ $f$;
 ALTER FUNCTION {s}.claim_next_task() OWNER TO lv_owner;
 REVOKE ALL ON FUNCTION {s}.claim_next_task() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION {s}.claim_next_task() TO {r};
+
+-- fresh planner statistics after a bulk import (the tables belong to lv_owner; without them
+-- the first claims after a large import plan as if the tables were empty)
+CREATE FUNCTION {s}.refresh_statistics() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+  ANALYZE {s}.items, {s}.tasks;
+END
+$f$;
+ALTER FUNCTION {s}.refresh_statistics() OWNER TO lv_owner;
+REVOKE ALL ON FUNCTION {s}.refresh_statistics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION {s}.refresh_statistics() TO {r};
 
 GRANT SELECT, UPDATE ON {s}.settings TO {r};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.gold_answers, {s}.imports, {s}.task_skips,

@@ -132,6 +132,7 @@ class RuntimeDatabase:
         self._project_pool_max = project_pool_max
         self._project_conn_max = project_conn_max
         self._projects: ProjectPools | None = None
+        self._dirty: set[uuid.UUID] = set()
 
     def set_credential_loader(self, loader: CredentialLoader) -> None:
         self._loader = loader
@@ -168,12 +169,18 @@ class RuntimeDatabase:
 
     @asynccontextmanager
     async def project_tx(
-        self, project_id: uuid.UUID, ctx: ProjectContext
+        self, project_id: uuid.UUID, ctx: ProjectContext, *, mark_dirty: bool = True
     ) -> AsyncIterator[AsyncConnection]:
         pool = await self.projects.get(project_id)
         async with pool.connection() as conn, conn.transaction():
             await conn.execute(SET_PROJECT_CONTEXT, ctx.params())
             yield conn
+        if mark_dirty:  # it may have appended audit events: the sealer chains them soon
+            self._dirty.add(project_id)
+
+    def take_dirty_projects(self) -> set[uuid.UUID]:
+        dirty, self._dirty = self._dirty, set()
+        return dirty
 
 
 __all__ = ["ProjectPools", "RuntimeDatabase", "dict_row"]

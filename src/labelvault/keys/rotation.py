@@ -8,6 +8,10 @@ finishes such a rotation, for a project (the columns and blobs of
 :data:`labelvault.keys.columns.PROJECT_COLUMNS` / ``PROJECT_BLOBS``) or the control plane
 (``CONTROL_COLUMNS``):
 
+0. Grace: nothing is moved until the rotation is older than the grace period (the key cache
+   TTL by default). Every process loads keyrings again within that TTL, so by then every server
+   can read the new version (readers first) and none still encrypts with its cached old one.
+   With ``wait=False`` the job returns at once, reporting how long is left; rerun it then.
 1. Columns: in batches (``batch_size`` rows per transaction, as ``system`` on the project's own
    role), keyset-ordered by row id, selecting only values whose header names another key version
    (``FOR UPDATE``, so a concurrent writer is never overwritten); each value is peeked
@@ -19,13 +23,13 @@ finishes such a rotation, for a project (the columns and blobs of
    old version is decrypted and re-encrypted as a stream and replaced atomically under the same
    id (blob ids are never reused for other content).
 3. Verification: the versions still in use are read from the column headers (one scan) and the
-   blob headers seen. If an old version is still used (a process with a stale key cache wrote
-   with it during the pass) the pass is repeated, at most :data:`MAX_PASSES` times.
-4. Retirement: once every retired version is older than the grace period (the key cache TTL by
-   default: until then another process may still encrypt with its cached old keyring), the
-   retired versions nothing uses are destroyed (``KeyService.retire_unused``) and the rotation is
-   marked ``done``. Before that the job reports what it is waiting for; rerun it later
-   (``labelvault keys resume``).
+   blob headers seen. If an old version is still used (written during the pass) the pass is
+   repeated, at most :data:`MAX_PASSES` times.
+4. Retirement: the retired versions nothing uses are destroyed (``KeyService.retire_unused``)
+   and the rotation is marked ``done``.
+
+The row id in a value's context is the id column's PostgreSQL text form (``str(uuid)`` for a
+uuid, ``"true"`` for the one-row ``settings`` table): domains must encrypt with that same form.
 
 A value that fails to decrypt (tampered, or on a destroyed version) is reported and left as it is;
 its version then stays in use and is not destroyed.
@@ -81,7 +85,9 @@ DEFAULT_BATCH_SIZE = 500
 MAX_PASSES = 3
 MAX_FAILED_IDS = 20
 SYSTEM_CTX = ProjectContext(None, "system")
-_ID_TYPES = {"uuid": "uuid", "text": "text", "bigint": "bigint", "integer": "integer"}
+_ID_TYPES = {
+    "uuid": "uuid", "text": "text", "bigint": "bigint", "integer": "integer", "boolean": "boolean"
+}
 _U32 = struct.Struct(">I")
 
 
@@ -191,6 +197,7 @@ class _Job:
         progress: ProgressSink,
         retire_grace_s: float,
         batch_delay_s: float,
+        wait: bool,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
@@ -204,6 +211,7 @@ class _Job:
         self.sink = progress
         self.grace = retire_grace_s
         self.delay = batch_delay_s
+        self.wait = wait
         self.state: dict[str, Any] = {}
         self.target = 0
         self.report = RotationReport(self.scope, 0)
@@ -307,7 +315,7 @@ class _Job:
             async with self.tx() as conn:
                 cur = await conn.execute(
                     sql.SQL(
-                        "SELECT {i}, {c} FROM {t} WHERE {c} IS NOT NULL "
+                        "SELECT {i}::text, {c} FROM {t} WHERE {c} IS NOT NULL "
                         "AND substring({c} from 2 for 4) <> %s AND {after} "
                         "ORDER BY {i} LIMIT %s FOR UPDATE"
                     ).format(
@@ -337,10 +345,11 @@ class _Job:
                 if updates:
                     async with conn.cursor() as ucur:
                         await ucur.executemany(
-                            sql.SQL("UPDATE {t} SET {c} = %s WHERE {i} = %s").format(
+                            sql.SQL("UPDATE {t} SET {c} = %s WHERE {i} = %s::{ty}").format(
                                 t=self.table(t),
                                 c=sql.Identifier(t.column),
                                 i=sql.Identifier(t.id_column),
+                                ty=sql.SQL(id_type),
                             ),
                             updates,
                         )
@@ -433,7 +442,7 @@ class _Job:
             async with self.tx() as conn:
                 cur = await conn.execute(
                     sql.SQL(
-                        "SELECT {i}, {c} FROM {t} WHERE {c} IS NOT NULL AND {after} "
+                        "SELECT {i}::text, {c} FROM {t} WHERE {c} IS NOT NULL AND {after} "
                         "ORDER BY {i} LIMIT %s FOR UPDATE"
                     ).format(
                         t=self.table(t),
@@ -481,7 +490,7 @@ class _Job:
 
     # -- the job -------------------------------------------------------------------------------
     async def grace_wait(self) -> float:
-        """Seconds until every retired version is older than the grace period (0: now)."""
+        """Seconds until the rotation (every retired version) is older than the grace (0: now)."""
         async with self.control() as conn:
             cur = await conn.execute(
                 "SELECT min(extract(epoch FROM now() - retired_at)) FROM lv_control.data_keys "
@@ -526,10 +535,20 @@ class _Job:
     async def run(self) -> RotationReport:
         await self.begin()
         targets = _targets(self.project_id is not None)
+        wait = await self.grace_wait()
+        if wait > 0:
+            if not self.wait:
+                self.report.wait_s = wait
+                self.report.pending = await self.retired_versions()
+                return self.report
+            self.sink.note(
+                f"waiting {wait:.0f} s so that every server has loaded data key version "
+                f"{self.target} before values move to it"
+            )
+            await asyncio.sleep(wait)
         while True:
             passes = int(self.state.get("pass", 1))
             self.report.passes = passes
-            wait_at_start = await self.grace_wait()
             self.report.failed = {}
             self.failed_versions = set()
             for t in targets:
@@ -554,12 +573,7 @@ class _Job:
                 continue
             break
         self.report.in_use = sorted(in_use | {self.target})
-        if wait_at_start > 0:
-            self.report.wait_s = wait_at_start
-        else:
-            self.report.retired = await self.keys.retire_unused(
-                self.scope, set(self.report.in_use)
-            )
+        self.report.retired = await self.keys.retire_unused(self.scope, set(self.report.in_use))
         self.report.pending = await self.retired_versions()
         self.report.done = not self.report.pending
         self.state["phase"] = "done" if self.report.done else "pending"
@@ -610,11 +624,13 @@ async def reencrypt_scope(
     progress: ProgressSink | None = None,
     retire_grace_s: float | None = None,
     batch_delay_s: float = 0.0,
+    wait: bool = False,
 ) -> RotationReport:
     """Finish the rotation of a project (``project_id``) or of the control plane (``None``):
     re-encrypt what is on old versions, then destroy the versions nothing uses. Resumable.
 
-    ``retire_grace_s`` defaults to the key cache TTL (see the module docstring).
+    ``retire_grace_s`` defaults to the key cache TTL (see the module docstring); with
+    ``wait`` the job sleeps out what is left of it, otherwise it returns at once (``wait_s``).
     """
     grace = keys.ttl_s if retire_grace_s is None else max(0.0, retire_grace_s)
     job = _Job(
@@ -626,6 +642,7 @@ async def reencrypt_scope(
         progress=progress or _Quiet(),
         retire_grace_s=grace,
         batch_delay_s=batch_delay_s,
+        wait=wait,
     )
     async with _exclusive(db, job.scope):
         return await job.run()

@@ -25,6 +25,7 @@ class ControlSealer:
         self._ring = await self._keys.keyring(CONTROL_SCOPE)
 
     def _keyring(self) -> ProjectKeyring:
+        self._keys.refresh_if_stale(CONTROL_SCOPE)  # picks up rotations by other processes
         ring = self._keys.cached(CONTROL_SCOPE) or self._ring
         if ring is None or ring.destroyed:
             raise RuntimeError("control keys are not loaded")

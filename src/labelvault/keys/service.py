@@ -39,11 +39,13 @@ from labelvault.crypto import (
 )
 from labelvault.db.context import ControlContext
 from labelvault.db.runtime import RuntimeDatabase
+from labelvault.logs import get_logger
 
 DEFAULT_TTL_S = 300.0
 DEFAULT_MAX_SCOPES = 256
 # Persist usage counts at least this often, so the rotation threshold holds across restarts.
 COUNT_FLUSH_EVERY = 10_000
+log = get_logger(__name__)
 
 
 class KeyService:
@@ -64,6 +66,8 @@ class KeyService:
         self._lock = asyncio.Lock()
         self._shredded: set[str] = set()
         self._destroyed_versions: dict[str, frozenset[int]] = {}
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def ttl_s(self) -> float:
@@ -95,7 +99,11 @@ class KeyService:
             entry = self._rings.get(scope)
             if entry is not None and entry[1] > now and not entry[0].destroyed:
                 return entry[0]
-            ring = await self._load(scope)
+            try:
+                ring = await self._load(scope)
+            except DataDestroyedError:
+                self.forget(scope)  # shredded elsewhere: drop the stale keyring at once
+                raise
             self._remember(scope, ring)
         return ring
 
@@ -108,6 +116,32 @@ class KeyService:
             self.forget(scope)
             raise
         self._remember(scope, ring)
+
+    def refresh_if_stale(self, scope: str) -> None:
+        """For synchronous users of :meth:`cached` (ciphers, the control sealer): when the
+        cached keyring is past its TTL, reload it in the background, so rotations, retirements
+        and shreds done by other processes are seen within about one TTL."""
+        entry = self._rings.get(scope)
+        if entry is None or entry[1] > time.monotonic() or scope in self._refreshing:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._refreshing.add(scope)
+        task = loop.create_task(self._refresh(scope))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, scope: str) -> None:
+        try:
+            await self.keyring(scope)
+        except DataDestroyedError:
+            pass  # keyring() forgot the stale ring already
+        except Exception as exc:  # the stale keyring keeps serving; retried at the next use
+            log.warning("key_refresh_failed", scope=scope, error=type(exc).__name__)
+        finally:
+            self._refreshing.discard(scope)
 
     def cached(self, scope: str) -> ProjectKeyring | None:
         entry = self._rings.get(scope)
@@ -348,6 +382,8 @@ class KeyService:
             del self._flushed[k]
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await self.flush_counts()
         for scope in list(self._rings):
             self.forget(scope)

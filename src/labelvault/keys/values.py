@@ -19,7 +19,11 @@ project's container of the blob store under a fresh random id. A blob id is neve
 other content, so key rotation can re-encrypt a blob in place under the same id.
 
 The cipher is synchronous (values are small) and looks the keyring up in the key service's
-cache for every operation, so a rotation or a cache refresh is picked up at once. Create one
+cache for every operation, so a rotation or a cache refresh is picked up at once. It produces
+exactly the value format of :func:`labelvault.crypto.encrypt_value` (and reads any value that
+function wrote), but keeps one AEAD object per key version and the encoded context prefix per
+(table, column) for its lifetime, so a value costs one AES-GCM call, a nonce and the row id's
+encoding: the encryption overhead stays small next to the database round trip. Create one
 per request or batch with :func:`project_cipher`; do not keep one for longer than the key
 cache TTL. A keyring pushed out of the bounded cache while a cipher is in use makes the next
 operation fail with :class:`CryptoError` ("keyring is no longer in memory"); take a new cipher.
@@ -28,9 +32,13 @@ operation fail with :class:`CryptoError` ("keyring is no longer in memory"); tak
 from __future__ import annotations
 
 import json
+import os
+import struct
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
 
 from labelvault.crypto import (
     CryptoError,
@@ -40,11 +48,12 @@ from labelvault.crypto import (
     EncryptionContext,
     ProjectKeyring,
     decrypt_stream,
-    decrypt_value,
     encrypt_stream,
-    encrypt_value,
+    peek_key_version,
     scope_of,
 )
+from labelvault.crypto.context import encode_fields
+from labelvault.crypto.envelope import FORMAT_VERSION, HEADER_BYTES, MAX_PLAINTEXT, NONCE_BYTES
 from labelvault.keys.service import KeyService
 from labelvault.storage import BlobStore
 
@@ -60,6 +69,10 @@ __all__ = [
 
 BLOB_COLUMN = "blob"
 RowId = uuid.UUID | str | int
+_HEADER = struct.Struct(">BI")
+_LEN = struct.Struct(">I")
+_MAX_FIELD = 4096
+_BODY = HEADER_BYTES + NONCE_BYTES
 
 
 class ValueCipher(Protocol):
@@ -107,13 +120,16 @@ class ProjectCipher:
     plane, which only the key-rotation job uses this way (the control plane seals through
     :class:`labelvault.keys.ControlSealer`)."""
 
-    __slots__ = ("_keys", "_last", "_project_id", "scope")
+    __slots__ = ("_hot", "_hot_ring", "_keys", "_last", "_places", "_project_id", "scope")
 
     def __init__(self, keys: KeyService, project_id: uuid.UUID | None, ring: ProjectKeyring):
         self._keys = keys
         self._project_id = project_id
         self.scope = scope_of(project_id)
         self._last = ring
+        self._hot_ring: ProjectKeyring | None = None
+        self._hot: dict[int, tuple[DataKey, Any]] = {}
+        self._places: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 
     @property
     def project_id(self) -> uuid.UUID | None:
@@ -121,6 +137,7 @@ class ProjectCipher:
 
     # -- keys ----------------------------------------------------------------------------------
     def _ring(self) -> ProjectKeyring:
+        self._keys.refresh_if_stale(self.scope)
         ring = self._keys.cached(self.scope)
         if ring is not None and not ring.destroyed:
             self._last = ring
@@ -143,7 +160,9 @@ class ProjectCipher:
 
     def lookup(self, version: int) -> DataKey:
         """The data key of ``version`` (the ``lookup`` of ``decrypt_value``/``decrypt_stream``)."""
-        ring = self._ring()
+        return self._lookup_in(self._ring(), version)
+
+    def _lookup_in(self, ring: ProjectKeyring, version: int) -> DataKey:
         if version in ring.versions:
             return ring.get(version)
         if version in self._keys.destroyed_versions(self.scope):
@@ -159,14 +178,63 @@ class ProjectCipher:
         return EncryptionContext.for_row(self._project_id, table, row_id, column)
 
     # -- values --------------------------------------------------------------------------------
+    def _key(self, version: int | None) -> tuple[DataKey, Any]:
+        """(data key, AEAD object) of ``version`` (None: the current key) for one operation.
+
+        AEAD objects are made once per keyring: a replaced keyring (rotation, refresh) is a new
+        object and starts a new table; a shredded one is refused by :meth:`_ring`."""
+        ring = self._ring()
+        if ring is not self._hot_ring:
+            self._hot_ring, self._hot = ring, {}
+        if version is None:
+            key = ring.current
+            version = key.version
+        entry = self._hot.get(version)
+        if entry is None:
+            key = self._lookup_in(ring, version)
+            entry = (key, key._aead_for_decryption())  # refuses a wiped key
+            self._hot[version] = entry
+        return entry
+
+    def _aad(self, header: bytes, table: str, row_id: RowId, column: str) -> bytes:
+        """``header || EncryptionContext.for_row(project, table, row, column).encode()``."""
+        place = self._places.get((table, column))
+        if place is None:
+            full = EncryptionContext.for_row(self._project_id, table, "r", column).encode()
+            tail = encode_fields("r", column)
+            place = (full[: len(full) - len(tail)], encode_fields(column))
+            self._places[(table, column)] = place
+        row = (row_id if isinstance(row_id, str) else str(row_id)).encode("utf-8")
+        if not row or len(row) > _MAX_FIELD:
+            raise CryptoError("encryption context field 'row_id' must be a non-empty string")
+        return header + place[0] + _LEN.pack(len(row)) + row + place[1]
+
     def encrypt(self, table: str, row_id: RowId, column: str, plaintext: bytes) -> bytes:
         if not isinstance(plaintext, (bytes, bytearray)):
             raise CryptoError("encrypt takes bytes; use encrypt_json for structured values")
-        return encrypt_value(self._current(), bytes(plaintext), self.context(table, row_id, column))
+        if len(plaintext) > MAX_PLAINTEXT:
+            raise CryptoError("value too large for single-shot encryption; use put_blob")
+        key, aead = self._key(None)
+        key._reserve(1)  # usage count: rotation threshold and hard limit
+        header = _HEADER.pack(FORMAT_VERSION, key.version)
+        nonce = os.urandom(NONCE_BYTES)
+        aad = self._aad(header, table, row_id, column)
+        sealed: bytes = aead.encrypt(nonce, bytes(plaintext), aad)
+        return header + nonce + sealed
 
     def decrypt(self, table: str, row_id: RowId, column: str, blob: bytes) -> bytes:
+        blob = bytes(blob)
         try:
-            return decrypt_value(self.lookup, bytes(blob), self.context(table, row_id, column))
+            _, aead = self._key(peek_key_version(blob))
+            aad = self._aad(blob[:HEADER_BYTES], table, row_id, column)
+            plain: bytes = aead.decrypt(blob[HEADER_BYTES:_BODY], blob[_BODY:], aad)
+            return plain
+        except InvalidTag:
+            raise DecryptionError(
+                f"{table}.{column} of row {row_id}: ciphertext failed authentication "
+                "(wrong key, wrong context or tampered)",
+                field=column,
+            ) from None
         except DataDestroyedError:
             raise
         except DecryptionError as exc:

@@ -37,6 +37,8 @@ async def queue(db: RuntimeDatabase, scope: ProjectScope, *, limit: int = 50) ->
             [scope.user_id, limit],
         )
         rows = await cur.fetchall()
+        await audit_project(conn, scope.actor, "review.queue", resource_type="review",
+                            project_id=scope.project_id, details={"count": len(rows)})
     return list(rows)
 
 

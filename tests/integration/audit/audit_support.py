@@ -13,6 +13,7 @@ from tests.support.platform import SYSTEM, make_org, make_project
 from labelvault.audit.checkpointer import checkpoint_chain, project_chain_id
 from labelvault.audit.dbverify import DatabaseReport, verify_database
 from labelvault.audit.record import audit_project
+from labelvault.audit.sealer import seal_project
 from labelvault.audit.signing import load_signer
 from labelvault.db.context import ProjectContext
 from labelvault.db.names import project_schema
@@ -28,13 +29,17 @@ async def new_project(platform: Platform) -> uuid.UUID:
 
 async def append_events(platform: Platform, project_id: uuid.UUID, n: int, *,
                         prefix: str = "item") -> list[int]:
-    seqs = []
+    """Append ``n`` events in one transaction, chain them, and return their sequence numbers."""
     async with platform.db.project_tx(project_id, SYSTEM_CTX) as conn:
+        cur = await conn.execute(f"SELECT coalesce(max(seq), 0) FROM {table(project_id)}")
+        row = await cur.fetchone()
+        before = int(row[0]) if row else 0
         for i in range(n):
-            seqs.append(await audit_project(conn, SYSTEM, f"{prefix}.read", resource_type="item",
-                                            resource_id=f"item-{i}", project_id=project_id,
-                                            details={"i": i}))
-    return seqs
+            await audit_project(conn, SYSTEM, f"{prefix}.read", resource_type="item",
+                                resource_id=f"item-{i}", project_id=project_id,
+                                details={"i": i})
+    await seal_project(platform.db, project_id)
+    return list(range(before + 1, before + n + 1))
 
 
 async def checkpoint(platform: Platform, project_id: uuid.UUID) -> None:

@@ -133,6 +133,9 @@ async def user_exists(platform: Platform, email: str) -> bool:
 
 
 async def audit_bodies(platform: Platform, org_id: uuid.UUID) -> list[str]:
+    from labelvault.audit.sealer import seal_control
+
+    await seal_control(platform.db)
     async with platform.db.control_tx(ControlContext.system_context()) as conn:
         cur = await conn.execute(
             "SELECT convert_from(body, 'UTF8') FROM lv_control.audit_events "

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.platform import make_org, make_project
+
 from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.db.context import ProjectContext
 from labelvault.keys.values import ProjectCipher, project_cipher
 from labelvault.platform import Platform
 from labelvault.settings import Settings
-from tests.support.platform import make_org, make_project
 
 SYSTEM_CTX = ProjectContext(None, "system")
 LABELVAULT = str(Path(sys.executable).with_name("labelvault"))
@@ -169,13 +170,12 @@ async def check_all_readable(platform: Platform, filled: Filled,
     for (table, id_col, row, column), plain in filled.values.items():
         stored = await read_value(platform, filled.project_id, table, id_col, row, column)
         assert cipher.decrypt(table, row, column, stored) == plain
+    def blob(table: str, row: str, blob_id: str) -> bytes:
+        assert cipher is not None
+        return b"".join(cipher.get_blob(platform.blobs, table, row, blob_id))
+
     for (table, row), (blob_id, plain) in filled.blobs.items():
-        got = await asyncio.to_thread(
-            lambda t=table, r=row, b=blob_id: b"".join(
-                cipher.get_blob(platform.blobs, t, r, b)
-            )
-        )
-        assert got == plain
+        assert await asyncio.to_thread(blob, table, row, blob_id) == plain
 
 
 async def stored_versions(platform: Platform, filled: Filled) -> set[int]:
@@ -211,7 +211,9 @@ def cli_env(settings: Settings, target: DatabaseTarget, **extra: str) -> dict[st
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [LABELVAULT, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=timeout, check=False,

@@ -6,22 +6,14 @@ directory, then inspected as a superuser / from the file system would see it.
 
 from __future__ import annotations
 
-import asyncio
 import ast
+import asyncio
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
-
-from labelvault.crypto import DecryptionError
-from labelvault.db.bootstrap import DatabaseTarget
-from labelvault.db.names import project_schema
-from labelvault.keys.testing import PlaintextCipher
-from labelvault.keys.values import ProjectCipher, project_cipher
-from labelvault.platform import Platform
-from labelvault.settings import Settings
 from tests.integration.keys.keys_support import (
     SYSTEM_CTX,
     check_all_readable,
@@ -33,6 +25,14 @@ from tests.integration.keys.keys_support import (
     read_value,
     walk_files,
 )
+
+from labelvault.crypto import DecryptionError
+from labelvault.db.bootstrap import DatabaseTarget
+from labelvault.db.names import project_schema
+from labelvault.keys.testing import PlaintextCipher
+from labelvault.keys.values import ProjectCipher, project_cipher
+from labelvault.platform import Platform
+from labelvault.settings import Settings
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "labelvault"
 
@@ -126,7 +126,7 @@ async def _swap(dsn: str, statements: list[tuple[str, list[object]]]) -> None:
     def go() -> None:
         with psycopg.connect(dsn, autocommit=False) as conn:
             for q, params in statements:
-                conn.execute(q, params)  # type: ignore[arg-type]
+                conn.execute(q.encode(), params)
             conn.commit()
 
     await asyncio.to_thread(go)
@@ -255,3 +255,24 @@ async def test_project_cipher_is_real(platform: Platform) -> None:
     assert type(cipher) is ProjectCipher
     sealed = cipher.encrypt("items", uuid.uuid4(), "content", b"hello world, hello world")
     assert b"hello" not in sealed and len(sealed) == 24 + 33
+
+
+async def test_cipher_speaks_the_crypto_value_format(platform: Platform) -> None:
+    """The cipher's fast path writes and reads exactly crypto.encrypt_value's format."""
+    from labelvault.crypto import EncryptionContext, decrypt_value, encrypt_value
+
+    pid, _ = await new_project(platform)
+    cipher = await project_cipher(platform.keys, pid)
+    ring = await platform.keys.keyring(str(pid))
+    for table, row, column in (("items", uuid.uuid4(), "content"), ("settings", "true",
+                               "dedup_key"), ("reviews", 12345, "comment"),
+                               ("é-table", "row with spaces ✓", "col")):
+        ctx = EncryptionContext.for_row(pid, table, row, column)
+        mine = cipher.encrypt(table, row, column, b"payload")
+        assert decrypt_value(ring.get, mine, ctx) == b"payload"
+        theirs = encrypt_value(ring.current, b"other", ctx)
+        assert cipher.decrypt(table, row, column, theirs) == b"other"
+        with pytest.raises(DecryptionError):
+            cipher.decrypt(table, f"{row}x", column, theirs)
+    with pytest.raises(Exception, match="row_id"):
+        cipher.encrypt("items", "", "content", b"x")

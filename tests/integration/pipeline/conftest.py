@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-
-from labelvault.platform import Platform
 from tests.support.platform import (
     ServerThread,
     TestUser,
@@ -19,6 +17,8 @@ from tests.support.platform import (
     make_user,
     token_for,
 )
+
+from labelvault.platform import Platform
 
 ROLES = ("manager", "data_owner", "annotator", "annotator2", "reviewer")
 

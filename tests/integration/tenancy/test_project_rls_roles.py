@@ -93,6 +93,9 @@ async def test_audit_trail_is_closed_to_annotators(platform: Platform, seeded: t
 
     async with platform.db.project_tx(project, ProjectContext(alice, "annotator")) as conn:
         await audit_project(conn, None, "item.read", resource_type="item")
+    from labelvault.audit.sealer import seal_project
+
+    await seal_project(platform.db, project)
     assert (
         await _count(
             platform,

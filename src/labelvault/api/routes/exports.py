@@ -1,0 +1,103 @@
+"""Exports (DESIGN invariant 8): managers and data owners only; annotators and reviewers have
+no export route at all. Request, second-person approval, progress, a one-time link and the
+download itself (the requester only, once)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+from starlette.responses import StreamingResponse
+
+from labelvault.access import Permission, Scope
+from labelvault.api.security import RequestContext, access, authorize, project_scope
+from labelvault.export import service
+from labelvault.export.formats import CONTENT_TYPES
+from labelvault.keys.values import project_cipher
+from labelvault.platform import Platform
+from labelvault.storage import BlobNotFoundError
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/exports", tags=["exports"])
+Ctx = Annotated[RequestContext, Depends(authorize)]
+
+
+class ExportIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    format: Literal["jsonl", "csv", "parquet", "coco"]
+    only_accepted: bool = True
+
+
+@router.post("", status_code=201)
+@access(Permission.EXPORT_REQUEST, Scope.PROJECT)
+async def request_export(project_id: uuid.UUID, body: ExportIn, ctx: Ctx) -> dict[str, Any]:
+    """Request an export; it waits for a second person's approval when the project says so."""
+    return await service.request_export(ctx.platform.db, project_scope(ctx), body.format,
+                                        body.only_accepted, jobs=ctx.platform.jobs)
+
+
+@router.get("")
+@access(Permission.EXPORT_REQUEST, Scope.PROJECT)
+async def list_exports(project_id: uuid.UUID, ctx: Ctx,
+                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
+    return await service.list_exports(ctx.platform.db, project_scope(ctx), limit=limit)
+
+
+@router.get("/{export_id}")
+@access(Permission.EXPORT_REQUEST, Scope.PROJECT)
+async def get_export(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[str, Any]:
+    """State and progress (``item_count`` while building), the manifest once built."""
+    return await service.get_export(ctx.platform.db, project_scope(ctx), export_id)
+
+
+@router.post("/{export_id}/approve")
+@access(Permission.EXPORT_APPROVE, Scope.PROJECT)
+async def approve_export(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[str, Any]:
+    return await service.approve_export(ctx.platform.db, project_scope(ctx), export_id,
+                                        jobs=ctx.platform.jobs)
+
+
+@router.post("/{export_id}/reject")
+@access(Permission.EXPORT_APPROVE, Scope.PROJECT)
+async def reject_export(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[str, Any]:
+    return await service.reject_export(ctx.platform.db, project_scope(ctx), export_id)
+
+
+@router.post("/{export_id}/link")
+@access(Permission.EXPORT_REQUEST, Scope.PROJECT)
+async def create_link(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[str, Any]:
+    """A one-time download link for the requester, valid 10 minutes."""
+    return await service.create_download_link(ctx.platform.db, project_scope(ctx), export_id)
+
+
+def _stream(platform: Platform, chunks: Iterator[bytes], project_id: uuid.UUID,
+            blob_id: str) -> Iterator[bytes]:
+    yield from chunks
+    # downloaded once and whole: the bundle is no longer needed
+    with contextlib.suppress(BlobNotFoundError):
+        platform.blobs.delete(project_id, blob_id)
+
+
+@router.get("/{export_id}/download")
+@access(Permission.EXPORT_REQUEST, Scope.PROJECT)
+async def download(project_id: uuid.UUID, export_id: str, ctx: Ctx,
+                   token: Annotated[str, Query(min_length=1, max_length=200)]
+                   ) -> StreamingResponse:
+    """The decrypted bundle, streamed; the link is used up by this request."""
+    scope = project_scope(ctx)
+    cipher = await project_cipher(ctx.platform.keys, scope.project_id)
+    used = await service.consume_download(ctx.platform.db, scope, export_id, token)
+    eid = uuid.UUID(used["manifest"]["export_id"])
+    chunks = cipher.get_blob(ctx.platform.blobs, "exports", eid, used["blob_id"])
+    name = used["manifest"]["file_name"]
+    headers = {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "X-LabelVault-Bundle-SHA256": used["manifest"]["bundle"]["sha256"],
+    }
+    return StreamingResponse(_stream(ctx.platform, chunks, scope.project_id, used["blob_id"]),
+                             media_type=CONTENT_TYPES[used["format"]], headers=headers)

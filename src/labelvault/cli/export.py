@@ -1,0 +1,45 @@
+"""``labelvault export status --project P [--export E]``: the exports of a project and their
+progress, read by the operator (states, counts, manifest hashes; never content)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from labelvault.access.scope import ProjectScope
+from labelvault.cli.runtime import OPERATOR, settings_or_fail, with_platform
+from labelvault.export import service
+from labelvault.kernel.ids import parse_id
+from labelvault.platform import Platform
+
+export_app = typer.Typer(no_args_is_help=True, help="Exports: state and progress.")
+
+
+@export_app.command("status")
+def status(
+    project: str = typer.Option(..., "--project", help="project id"),
+    export: str | None = typer.Option(None, "--export", help="one export id"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    data_dir: Path | None = typer.Option(None, "--data-dir",
+                                         help="data directory (LABELVAULT_DATA_DIR)"),
+) -> None:
+    """Show the exports of a project (newest first), or one export."""
+    settings = settings_or_fail(data_dir=data_dir)
+    scope = ProjectScope(parse_id(project, what="project"), OPERATOR, "system",
+                         privileged_reason="operator command line")
+
+    async def go(platform: Platform) -> list[dict[str, object]]:
+        if export is not None:
+            return [await service.get_export(platform.db, scope, export)]
+        return await service.list_exports(platform.db, scope, limit=200)
+
+    rows = with_platform(settings, go, migrate=False)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['export_id']}  {r['format']:<8} {r['state']:<17} "
+                   f"records={r['item_count'] if r['item_count'] is not None else '-'}  "
+                   f"manifest={r['manifest_sha256'] or '-'}")

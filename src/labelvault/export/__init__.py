@@ -1,0 +1,1 @@
+"""Exports of labelled data: request, approval, background build, one-time download."""

@@ -1,0 +1,128 @@
+"""Helpers of the export tests: an annotated project over HTTP, running the job queue in this
+process, waiting for an export, the real CLI in a subprocess, raw bytes of blobs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from labelvault.db.bootstrap import DatabaseTarget
+from labelvault.jobs import run_pending_jobs
+from labelvault.platform import Platform
+from labelvault.settings import Settings
+from tests.integration.pipeline.conftest import Team, build_team
+from tests.support.platform import ServerThread
+
+LABELVAULT = str(Path(sys.executable).with_name("labelvault"))
+TEXT_SCHEMA = {"kind": "text_classification", "labels": ["spam", "ham"]}
+BOX_SCHEMA = {"kind": "image_boxes", "labels": ["car", "person"]}
+
+
+def marker() -> str:
+    return f"LVEXPORT{secrets.token_hex(12)}"
+
+
+def jsonl(rows: list[dict[str, object]]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+async def close_team(team: Team) -> None:
+    for client in team.clients.values():
+        await client.aclose()
+
+
+async def annotated_text_team(platform: Platform, server: ServerThread,
+                              mark: str) -> tuple[Team, dict[str, list[str]]]:
+    """Six texts; the annotator labels them all; the reviewer accepts three, corrects one
+    (flipping its label), rejects one, leaves one pending. Returns the expected accepted labels by
+    text."""
+    team = await build_team(platform, server, TEXT_SCHEMA)
+    owner, a1, reviewer = (team.clients["data_owner"], team.clients["annotator"],
+                           team.clients["reviewer"])
+    rows = [{"text": f"{mark} message {n}", "subject_id": f"person-{n}",
+             "metadata": {"batch": n % 2}} for n in range(6)]
+    r = await owner.post(team.url("/imports"), content=jsonl(rows), params={"format": "jsonl"})
+    assert r.status_code == 201, r.text
+    for _ in range(6):
+        task = (await a1.post(team.url("/tasks/next"))).json()
+        label = "spam" if int(task["text"].split()[-1]) % 2 else "ham"
+        r = await a1.post(team.url(f"/tasks/{task['task_id']}/annotation"),
+                          json={"result": {"labels": [label]}})
+        assert r.status_code == 200, r.text
+    expected: dict[str, list[str]] = {}
+    decisions = ["accept", "accept", "accept", "correct", "reject", None]
+    for decision in decisions:
+        if decision is None:
+            break
+        review = (await reviewer.post(team.url("/reviews/next"))).json()
+        body: dict[str, Any] = {"decision": decision}
+        flipped = ["ham"] if review["result"]["labels"] == ["spam"] else ["spam"]
+        if decision == "correct":
+            body["result"] = {"labels": flipped}
+        if decision == "reject":
+            body["comment"] = "look again"
+        r = await reviewer.post(team.url(f"/reviews/{review['review_id']}/decision"), json=body)
+        assert r.status_code == 200, r.text
+        text = review["content"]["text"]
+        if decision in ("accept", "correct"):
+            expected[text] = flipped if decision == "correct" else review["result"]["labels"]
+    return team, expected
+
+
+def png_zip(count: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for n in range(count):
+            img = Image.new("RGB", size, (n * 40 % 256, 100, 200))
+            out = io.BytesIO()
+            img.save(out, format="PNG")
+            zf.writestr(f"photos/img_{n}.png", out.getvalue())
+    return buf.getvalue()
+
+
+async def drain(platform: Platform) -> None:
+    """Run every queued job in this process (the worker of the test)."""
+    await run_pending_jobs(platform)
+
+
+async def wait_for_state(client: Any, url: str, states: set[str],
+                         timeout: float = 120) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        r = await client.get(url)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        if body["state"] in states:
+            return body
+        assert loop.time() < deadline, f"export still {body['state']}"
+        await asyncio.sleep(0.2)
+
+
+def cli_env(settings: Settings, target: DatabaseTarget) -> dict[str, str]:
+    """The CLI on the session's database (as an external database) and data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELVAULT_")}
+    for keep in ("LABELVAULT_APP_DB_PASSWORD", "LABELVAULT_LOCAL_KEK"):
+        if keep in os.environ:
+            env[keep] = os.environ[keep]
+    env.update(LABELVAULT_DATA_DIR=str(settings.data_dir),
+               LABELVAULT_DATABASE_URL=target.owner_dsn, LABELVAULT_LOG_LEVEL="warning",
+               PYTHONUNBUFFERED="1", COLUMNS="300", NO_COLOR="1")
+    return env
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [LABELVAULT, "worker", *args], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
