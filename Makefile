@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 export XDG_RUNTIME_DIR ?= /tmp/labelvault-runtime-$(shell id -u)
 
-.PHONY: run test lint setup setup-test bench clean
+.PHONY: run test lint setup setup-test browser-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,20 @@ setup: $(STAMP)
 setup-test: $(TSTAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 
+# Browser tests drive Debian's chromium (Playwright's own browser download is not possible here).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: the browser tests will be skipped (apt-get install chromium)"; fi; \
+	fi
+
 run: setup
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/labelvault serve
 
-test: setup-test
+test: setup-test browser-deps
 	$(BIN)/pytest -q
 
 lint: setup-test

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
-from labelvault.platform import Platform
-from labelvault.web.watermark import read_mark
 from tests.browser.conftest import ARTIFACTS
 from tests.integration.web.site import HOSTILE, SPAN_TEXT, Site, build_site
 from tests.support.platform import ServerThread, TestUser, make_user, totp_now
+
+from labelvault.platform import Platform
+from labelvault.web.watermark import read_mark
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 15_000
@@ -113,6 +113,17 @@ async def until(page: Any, js: str, arg: Any = None) -> None:
     raise AssertionError(f"timed out waiting for {js}")
 
 
+async def until_url(page: Any, path: str) -> None:
+    """Wait for a script's navigation (``wait_for_url`` trips over the logout's
+    Clear-Site-Data aborting the first attempt)."""
+    for _ in range(TIMEOUT // 100):
+        if page.url.endswith(path):
+            await page.wait_for_load_state()
+            return
+        await page.wait_for_timeout(100)
+    raise AssertionError(f"still at {page.url}, not {path}")
+
+
 async def text_of(page: Any) -> str:
     text: str = await page.text_content("[data-testid=item-text]")
     return text
@@ -150,7 +161,8 @@ async def test_annotator_journey(browser: Any, server: ServerThread, site: Site)
         if n == 0:
             await page.screenshot(path=str(ARTIFACTS / "annotator-text.png"), full_page=True)
         await page.keyboard.press(str(n % 2 + 1))
-        assert await page.get_attribute(f"[data-testid=label-{n % 2 + 1}]", "aria-pressed") == "true"
+        pressed = f"[data-testid=label-{n % 2 + 1}]"
+        assert await page.get_attribute(pressed, "aria-pressed") == "true"
         await page.keyboard.press("Enter")
         await until(page,
             f"() => document.querySelectorAll('[data-testid=history] li').length === {n + 1}")
@@ -322,13 +334,11 @@ async def test_manager_sees_the_dashboard_approves_and_signs_out(
     await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     await page.click("[data-testid=approve-export]")
     await page.wait_for_selector("text=Export approved.")
+    await page.wait_for_selector("[data-testid=export-state]:not(:has-text('pending'))")
     state = await page.text_content("[data-testid=export-state]")
     assert state in ("approved", "building", "ready")
     await page.click("[data-action=sign-out]")
-    for _ in range(30):
-        await page.wait_for_timeout(200)
-        print("URL", page.url)
-    await page.wait_for_url(re.compile(r"/login$"))
+    await until_url(page, "/login")
     await page.goto("/")
     await page.wait_for_url(re.compile(r"/login$"))
     await context.close()
@@ -361,6 +371,6 @@ async def test_an_admin_enrols_reviews_access_and_signs_out_everywhere(
     await page.click(".topnav a[href$='/audit']")
     await page.wait_for_selector("#audit-rows tr")
     await page.click("[data-action=sign-out-all]")
-    await page.wait_for_url(re.compile(r"/login$"))
+    await until_url(page, "/login")
     await context.close()
     check_watch(watch)

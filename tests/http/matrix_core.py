@@ -39,8 +39,10 @@ ROWS: list[dict[str, Any]] = [
         "path": "/api/v1/auth/login",
         "permission": "public",
         "scope": "public",
-        "json": lambda: {"email": f"{unique('nobody')}@example.test",
-                      "password": "wrong password here"},
+        "json": lambda: {
+            "email": f"{unique('nobody')}@example.test",
+            "password": "wrong password here",
+        },
         "success": 401,
     },
     {

@@ -14,12 +14,17 @@ from typing import Any
 
 P = "/projects/{project_id}"
 API = "/api/v1/projects/{project_id}"
-O = "/orgs/{org_id}"
+ORG = "/orgs/{org_id}"
 
 
 def _page(path: str, permission: str, scope: str, success: Any = 200) -> dict[str, Any]:
-    return {"method": "GET", "path": path, "permission": permission, "scope": scope,
-            "success": success}
+    return {
+        "method": "GET",
+        "path": path,
+        "permission": permission,
+        "scope": scope,
+        "success": success,
+    }
 
 
 ROWS: list[dict[str, Any]] = [
@@ -33,9 +38,9 @@ ROWS: list[dict[str, Any]] = [
     _page(f"{P}/data", "item.import", "project"),
     _page(f"{P}/members", "member.manage", "project"),
     _page(f"{P}/audit", "audit.read", "project"),
-    _page(f"{O}/admin", "user.manage", "org"),
-    _page(f"{O}/access-review", "access.review", "org"),
-    _page(f"{O}/audit", "audit.read", "org"),
+    _page(f"{ORG}/admin", "user.manage", "org"),
+    _page(f"{ORG}/access-review", "access.review", "org"),
+    _page(f"{ORG}/audit", "audit.read", "org"),
     _page("/admin", "org.create", "system"),
     _page(f"{API}/tasks/{{task_id}}/image", "task.work", "project", 404),
     _page(f"{API}/reviews/{{review_id}}/image", "review.work", "project", 404),

@@ -21,12 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from labelvault.access import Permission, Role, Scope, can
-from labelvault.api.app import api_routes, create_app
-from labelvault.api.security import ACCESS_ATTR
-from labelvault.kernel.errors import NotFoundError
-from labelvault.platform import Platform
 from tests.support.platform import (
     SYSTEM,
     ServerThread,
@@ -37,6 +31,12 @@ from tests.support.platform import (
     make_user,
     sign_in,
 )
+
+from labelvault.access import Permission, Role, Scope, can
+from labelvault.api.app import api_routes, create_app
+from labelvault.api.security import ACCESS_ATTR
+from labelvault.kernel.errors import NotFoundError
+from labelvault.platform import Platform
 
 PROJECT_ROLES = ("annotator", "reviewer", "manager", "data_owner")
 CALLERS = (*PROJECT_ROLES, "org_admin", "system_admin", "no_membership", "other_org")
@@ -180,7 +180,10 @@ def targets_for(row: dict[str, Any], world: World) -> list[uuid.UUID | None]:
 
 
 async def resolve_path(
-    row: dict[str, Any], world: World, platform: Platform, target: uuid.UUID | None,
+    row: dict[str, Any],
+    world: World,
+    platform: Platform,
+    target: uuid.UUID | None,
     body: Any = None,
 ) -> tuple[str, Any]:
     path = str(row["path"])
@@ -202,8 +205,9 @@ async def resolve_path(
     return path, body
 
 
-async def prepare_sso(row: dict[str, Any], platform: Platform, oidc: Any,
-                      target: uuid.UUID | None) -> None:
+async def prepare_sso(
+    row: dict[str, Any], platform: Platform, oidc: Any, target: uuid.UUID | None
+) -> None:
     """SSO rows: configure the target organization's provider (the real test provider) when the
     row needs one, remove it otherwise, so every call starts from a known state."""
     if "/sso" not in row["path"] or target is None:
@@ -211,9 +215,15 @@ async def prepare_sso(row: dict[str, Any], platform: Platform, oidc: Any,
     from labelvault.identity import sso
 
     if row.get("setup") == "sso":
-        await sso.configure_provider(platform.db, platform.sealer, SYSTEM, target,
-                                     issuer=oidc.issuer, client_id=oidc.client_id,
-                                     client_secret=oidc.client_secret)
+        await sso.configure_provider(
+            platform.db,
+            platform.sealer,
+            SYSTEM,
+            target,
+            issuer=oidc.issuer,
+            client_id=oidc.client_id,
+            client_secret=oidc.client_secret,
+        )
     else:
         with contextlib.suppress(NotFoundError):
             await sso.delete_provider(platform.db, SYSTEM, target)
@@ -226,7 +236,11 @@ CASES = [(row, caller) for row in ROWS for caller in (*CALLERS, "anonymous")]
     ("row", "caller"), CASES, ids=[f"{r['method']} {r['path']} as {c}" for r, c in CASES]
 )
 async def test_matrix(
-    row: dict[str, Any], caller: str, world: World, platform: Platform, server: ServerThread,
+    row: dict[str, Any],
+    caller: str,
+    world: World,
+    platform: Platform,
+    server: ServerThread,
     oidc: Any,
 ) -> None:
     fresh = row.get("fresh_caller") and caller != "anonymous"
@@ -243,7 +257,10 @@ async def test_matrix(
             await prepare_sso(row, platform, oidc, target)
             content = row.get("content")
             response = await client.request(
-                row["method"], path, json=payload, params=row.get("params"),
+                row["method"],
+                path,
+                json=payload,
+                params=row.get("params"),
                 content=content() if callable(content) else content,
                 headers={"x-csrf-token": csrf} if csrf else {},
             )

@@ -45,8 +45,9 @@ class TaskView:
     review_comment: str | None = None
 
 
-async def _task_view(conn: AsyncConnection[Any], cipher: ProjectCipher, settings: ProjectSettings,
-                     task_id: uuid.UUID) -> TaskView:
+async def _task_view(
+    conn: AsyncConnection[Any], cipher: ProjectCipher, settings: ProjectSettings, task_id: uuid.UUID
+) -> TaskView:
     cur = await conn.cursor(row_factory=dict_row).execute(
         "SELECT t.id AS task_id, t.item_id, t.lease_expires_at, i.kind, i.content, i.width, "
         "i.height, a.id AS annotation_id, a.result, a.state AS annotation_state, "
@@ -68,15 +69,28 @@ async def _task_view(conn: AsyncConnection[Any], cipher: ProjectCipher, settings
         image = cipher.decrypt_json("items", item_id, "content", bytes(row["content"]))["blob"]
     annotation = None
     if row["result"] is not None:
-        annotation = cipher.decrypt_json("annotations", row["annotation_id"], "result",
-                                         bytes(row["result"]))
+        annotation = cipher.decrypt_json(
+            "annotations", row["annotation_id"], "result", bytes(row["result"])
+        )
     comment = None
     if row["comment"] is not None:
-        comment = cipher.decrypt("reviews", row["review_id"], "comment",
-                                 bytes(row["comment"])).decode()
-    return TaskView(row["task_id"], item_id, row["kind"], text, image, row["width"],
-                    row["height"], settings.label_schema, row["lease_expires_at"], annotation,
-                    row["annotation_state"], comment)
+        comment = cipher.decrypt(
+            "reviews", row["review_id"], "comment", bytes(row["comment"])
+        ).decode()
+    return TaskView(
+        row["task_id"],
+        item_id,
+        row["kind"],
+        text,
+        image,
+        row["width"],
+        row["height"],
+        settings.label_schema,
+        row["lease_expires_at"],
+        annotation,
+        row["annotation_state"],
+        comment,
+    )
 
 
 async def next_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope) -> TaskView | None:
@@ -89,23 +103,36 @@ async def next_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope) 
         if row is None:
             return None
         view = await _task_view(conn, cipher, settings, row[0])
-        await audit_project(conn, scope.actor, "task.serve", resource_type="task",
-                            resource_id=view.task_id, project_id=scope.project_id,
-                            details={"item": str(view.item_id)})
+        await audit_project(
+            conn,
+            scope.actor,
+            "task.serve",
+            resource_type="task",
+            resource_id=view.task_id,
+            project_id=scope.project_id,
+            details={"item": str(view.item_id)},
+        )
     return view
 
 
-async def get_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
-                   task_id: str | uuid.UUID) -> TaskView:
+async def get_task(
+    db: RuntimeDatabase, keys: KeyService, scope: ProjectScope, task_id: str | uuid.UUID
+) -> TaskView:
     """Reopen one of the annotator's own tasks (to revise an answer not yet decided)."""
     tid = parse_id(task_id, what="task")
     cipher = await project_cipher(keys, scope.project_id)
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         settings = await read_settings(conn)
         view = await _task_view(conn, cipher, settings, tid)
-        await audit_project(conn, scope.actor, "task.read", resource_type="task",
-                            resource_id=tid, project_id=scope.project_id,
-                            details={"item": str(view.item_id)})
+        await audit_project(
+            conn,
+            scope.actor,
+            "task.read",
+            resource_type="task",
+            resource_id=tid,
+            project_id=scope.project_id,
+            details={"item": str(view.item_id)},
+        )
     return view
 
 
@@ -118,9 +145,14 @@ def _needs_review(annotation_id: uuid.UUID, share: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < share
 
 
-async def submit(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
-                 task_id: str | uuid.UUID, result: object,
-                 reviewers: list[uuid.UUID]) -> dict[str, Any]:
+async def submit(
+    db: RuntimeDatabase,
+    keys: KeyService,
+    scope: ProjectScope,
+    task_id: str | uuid.UUID,
+    result: object,
+    reviewers: list[uuid.UUID],
+) -> dict[str, Any]:
     """Submit (or revise) the annotation of one of the caller's own tasks.
 
     ``reviewers`` are the project's reviewers (from the live memberships); the least loaded one
@@ -143,8 +175,9 @@ async def submit(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
             raise NotFoundError("task not found")
         text = None
         if row["kind"] == "text":
-            text = cipher.decrypt("items", row["item_id"], "content",
-                                  bytes(row["content"])).decode()
+            text = cipher.decrypt(
+                "items", row["item_id"], "content", bytes(row["content"])
+            ).decode()
         size = (row["width"], row["height"]) if row["width"] else None
         normalised = validate_result(schema, result, text=text, image_size=size)
         if row["annotation_id"] is None:
@@ -154,8 +187,13 @@ async def submit(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
             await conn.execute(
                 "INSERT INTO annotations (id, task_id, item_id, annotator, result, state) "
                 "VALUES (%s, %s, %s, %s, %s, 'submitted')",
-                [annotation_id, tid, row["item_id"], scope.user_id,
-                 cipher.encrypt_json("annotations", annotation_id, "result", normalised)],
+                [
+                    annotation_id,
+                    tid,
+                    row["item_id"],
+                    scope.user_id,
+                    cipher.encrypt_json("annotations", annotation_id, "result", normalised),
+                ],
             )
             version = 1
             action = "annotation.submit"
@@ -167,8 +205,11 @@ async def submit(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
             cur2 = await conn.execute(
                 "UPDATE annotations SET result = %s, version = %s, state = 'submitted', "
                 "updated_at = now() WHERE id = %s",
-                [cipher.encrypt_json("annotations", annotation_id, "result", normalised),
-                 version, annotation_id],
+                [
+                    cipher.encrypt_json("annotations", annotation_id, "result", normalised),
+                    version,
+                    annotation_id,
+                ],
             )
             if cur2.rowcount != 1:
                 raise ConflictError("this annotation can no longer change")
@@ -179,27 +220,41 @@ async def submit(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
             [tid],
         )
         review_id = await _route_for_review(conn, scope, annotation_id, settings, reviewers)
-        await audit_project(conn, scope.actor, action, resource_type="annotation",
-                            resource_id=annotation_id, project_id=scope.project_id,
-                            details={"task": str(tid), "version": version,
-                                     "review": review_id is not None})
-    return {"annotation_id": annotation_id, "version": version,
-            "state": "in_review" if review_id else "submitted"}
+        await audit_project(
+            conn,
+            scope.actor,
+            action,
+            resource_type="annotation",
+            resource_id=annotation_id,
+            project_id=scope.project_id,
+            details={"task": str(tid), "version": version, "review": review_id is not None},
+        )
+    return {
+        "annotation_id": annotation_id,
+        "version": version,
+        "state": "in_review" if review_id else "submitted",
+    }
 
 
-async def _route_for_review(conn: AsyncConnection[Any], scope: ProjectScope,
-                            annotation_id: uuid.UUID, settings: ProjectSettings,
-                            reviewers: list[uuid.UUID]) -> uuid.UUID | None:
-    cur = await conn.execute("SELECT id, reviewer FROM reviews WHERE annotation_id = %s",
-                             [annotation_id])
+async def _route_for_review(
+    conn: AsyncConnection[Any],
+    scope: ProjectScope,
+    annotation_id: uuid.UUID,
+    settings: ProjectSettings,
+    reviewers: list[uuid.UUID],
+) -> uuid.UUID | None:
+    cur = await conn.execute(
+        "SELECT id, reviewer FROM reviews WHERE annotation_id = %s", [annotation_id]
+    )
     existing = await cur.fetchone()
     if existing is not None:  # a revision after a rejection goes back to the same reviewer
         await conn.execute(
             "UPDATE reviews SET state = 'pending', decided_at = NULL WHERE id = %s",
             [existing[0]],
         )
-        await conn.execute("UPDATE annotations SET state = 'in_review' WHERE id = %s",
-                           [annotation_id])
+        await conn.execute(
+            "UPDATE annotations SET state = 'in_review' WHERE id = %s", [annotation_id]
+        )
         review: uuid.UUID = existing[0]
         return review
     candidates = [r for r in reviewers if r != scope.user_id]
@@ -213,8 +268,7 @@ async def _route_for_review(conn: AsyncConnection[Any], scope: ProjectScope,
         "VALUES (%s, %s, %s, %s, 'pending')",
         [review_id, annotation_id, scope.user_id, reviewer],
     )
-    await conn.execute("UPDATE annotations SET state = 'in_review' WHERE id = %s",
-                       [annotation_id])
+    await conn.execute("UPDATE annotations SET state = 'in_review' WHERE id = %s", [annotation_id])
     return review_id
 
 
@@ -240,8 +294,14 @@ async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUI
             "WHERE id = %s",
             [tid],
         )
-        await audit_project(conn, scope.actor, "task.skip", resource_type="task",
-                            resource_id=tid, project_id=scope.project_id)
+        await audit_project(
+            conn,
+            scope.actor,
+            "task.skip",
+            resource_type="task",
+            resource_id=tid,
+            project_id=scope.project_id,
+        )
     if origin == "auto":
         # the slot goes back to the pool for someone else (as the platform: the annotator
         # can no longer see a task that is not theirs)
@@ -253,8 +313,9 @@ async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUI
             )
 
 
-async def history(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
-                  *, limit: int = 10) -> list[dict[str, Any]]:
+async def history(
+    db: RuntimeDatabase, keys: KeyService, scope: ProjectScope, *, limit: int = 10
+) -> list[dict[str, Any]]:
     """The annotator's own last submissions (their answers, no content), newest first."""
     if not 1 <= limit <= 50:
         raise InvalidInputError("limit must be 1..50", field="limit")
@@ -266,18 +327,37 @@ async def history(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
             [scope.user_id, limit],
         )
         rows = await cur.fetchall()
-        await audit_project(conn, scope.actor, "annotation.history", resource_type="annotation",
-                            project_id=scope.project_id, details={"count": len(rows)})
-    return [{"annotation_id": r["id"], "task_id": r["task_id"], "state": r["state"],
-             "version": r["version"], "updated_at": r["updated_at"],
-             "editable": r["state"] in ("submitted", "in_review", "rejected"),
-             "result": cipher.decrypt_json("annotations", r["id"], "result", bytes(r["result"]))}
-            for r in rows]
+        await audit_project(
+            conn,
+            scope.actor,
+            "annotation.history",
+            resource_type="annotation",
+            project_id=scope.project_id,
+            details={"count": len(rows)},
+        )
+    return [
+        {
+            "annotation_id": r["id"],
+            "task_id": r["task_id"],
+            "state": r["state"],
+            "version": r["version"],
+            "updated_at": r["updated_at"],
+            "editable": r["state"] in ("submitted", "in_review", "rejected"),
+            "result": cipher.decrypt_json("annotations", r["id"], "result", bytes(r["result"])),
+        }
+        for r in rows
+    ]
 
 
-async def assign(db: RuntimeDatabase, scope: ProjectScope, *, annotator: uuid.UUID,
-                 count: int, import_id: uuid.UUID | None = None,
-                 gold_only: bool = False) -> int:
+async def assign(
+    db: RuntimeDatabase,
+    scope: ProjectScope,
+    *,
+    annotator: uuid.UUID,
+    count: int,
+    import_id: uuid.UUID | None = None,
+    gold_only: bool = False,
+) -> int:
     """A manager assigns up to ``count`` open tasks (optionally of one import) to an annotator."""
     if not 1 <= count <= 100_000:
         raise InvalidInputError("count must be 1..100000", field="count")
@@ -300,7 +380,13 @@ async def assign(db: RuntimeDatabase, scope: ProjectScope, *, annotator: uuid.UU
             [annotator, import_id, import_id, gold_only, annotator, count],
         )
         assigned = cur.rowcount
-        await audit_project(conn, scope.actor, "task.assign", resource_type="user",
-                            resource_id=annotator, project_id=scope.project_id,
-                            details={"count": assigned})
+        await audit_project(
+            conn,
+            scope.actor,
+            "task.assign",
+            resource_type="user",
+            resource_id=annotator,
+            project_id=scope.project_id,
+            details={"count": assigned},
+        )
     return assigned

@@ -153,5 +153,6 @@ def project_scope(ctx: RequestContext) -> ProjectScope:
     role = ctx.project_role
     if role is not None:
         return ProjectScope(ctx.project_id, ctx.user, role.value)
-    return ProjectScope(ctx.project_id, ctx.user, "system",
-                        privileged_reason="administrator access")
+    return ProjectScope(
+        ctx.project_id, ctx.user, "system", privileged_reason="administrator access"
+    )

@@ -9,6 +9,7 @@ CLI) may seal any chain: the chain's advisory lock serialises sealers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 from labelvault.db.context import ControlContext, ProjectContext
@@ -34,8 +35,9 @@ async def seal_control(db: RuntimeDatabase) -> int:
 async def seal_project(db: RuntimeDatabase, project_id: uuid.UUID) -> int:
     total = 0
     while True:
-        async with db.project_tx(project_id, ProjectContext(None, "system"),
-                                 mark_dirty=False) as conn:
+        async with db.project_tx(
+            project_id, ProjectContext(None, "system"), mark_dirty=False
+        ) as conn:
             cur = await conn.execute("SELECT audit_seal()")
             row = await cur.fetchone()
         sealed = int(row[0]) if row else 0
@@ -55,18 +57,17 @@ async def seal_pending(db: RuntimeDatabase) -> int:
     return total
 
 
-async def run_sealer(db: RuntimeDatabase, stop: asyncio.Event,
-                     interval: float = SEAL_INTERVAL_S) -> None:
+async def run_sealer(
+    db: RuntimeDatabase, stop: asyncio.Event, interval: float = SEAL_INTERVAL_S
+) -> None:
     """The server's background sealer; seals once more on the way out."""
     while not stop.is_set():
         try:
             await seal_pending(db)
         except Exception as exc:
             log.error("audit_sealer_failed", error=type(exc).__name__)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
     try:
         await asyncio.wait_for(seal_pending(db), timeout=30)
     except Exception as exc:

@@ -22,13 +22,18 @@ def status(
     project: str = typer.Option(..., "--project", help="project id"),
     export: str | None = typer.Option(None, "--export", help="one export id"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    data_dir: Path | None = typer.Option(None, "--data-dir",
-                                         help="data directory (LABELVAULT_DATA_DIR)"),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="data directory (LABELVAULT_DATA_DIR)"
+    ),
 ) -> None:
     """Show the exports of a project (newest first), or one export."""
     settings = settings_or_fail(data_dir=data_dir)
-    scope = ProjectScope(parse_id(project, what="project"), OPERATOR, "system",
-                         privileged_reason="operator command line")
+    scope = ProjectScope(
+        parse_id(project, what="project"),
+        OPERATOR,
+        "system",
+        privileged_reason="operator command line",
+    )
 
     async def go(platform: Platform) -> list[dict[str, object]]:
         if export is not None:
@@ -40,6 +45,8 @@ def status(
         typer.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        typer.echo(f"{r['export_id']}  {r['format']:<8} {r['state']:<17} "
-                   f"records={r['item_count'] if r['item_count'] is not None else '-'}  "
-                   f"manifest={r['manifest_sha256'] or '-'}")
+        typer.echo(
+            f"{r['export_id']}  {r['format']:<8} {r['state']:<17} "
+            f"records={r['item_count'] if r['item_count'] is not None else '-'}  "
+            f"manifest={r['manifest_sha256'] or '-'}"
+        )

@@ -11,6 +11,7 @@ content under the project's own dedup key, never a plain hash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -50,9 +51,14 @@ class ImportReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"import_id": str(self.import_id), "format": self.format,
-                "items_added": self.items_added, "duplicates": self.duplicates,
-                "rejected": self.rejected, "errors": self.errors}
+        return {
+            "import_id": str(self.import_id),
+            "format": self.format,
+            "items_added": self.items_added,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "errors": self.errors,
+        }
 
 
 class ImportRowsError(InvalidInputError):
@@ -97,8 +103,14 @@ def _dedup(dedup_key: bytes, kind: str, content: bytes) -> bytes:
 class _Preparer:
     """Turns parsed items into encrypted rows (runs in a worker thread: CPU-bound)."""
 
-    def __init__(self, scope: ProjectScope, cipher: ProjectCipher, blobs: BlobStore,
-                 settings: ProjectSettings, dedup_key: bytes) -> None:
+    def __init__(
+        self,
+        scope: ProjectScope,
+        cipher: ProjectCipher,
+        blobs: BlobStore,
+        settings: ProjectSettings,
+        dedup_key: bytes,
+    ) -> None:
         self.scope = scope
         self.cipher = cipher
         self.blobs = blobs
@@ -123,11 +135,14 @@ class _Preparer:
         else:
             assert item.image is not None
             raw = item.image
-            blob_id = self.cipher.put_blob(self.blobs, "items", item_id, [raw],
-                                           blob_id=f"item-{item_id.hex}")
+            blob_id = self.cipher.put_blob(
+                self.blobs, "items", item_id, [raw], blob_id=f"item-{item_id.hex}"
+            )
             self.written_blobs.append(blob_id)
             content = self.cipher.encrypt_json(
-                "items", item_id, "content",
+                "items",
+                item_id,
+                "content",
                 {"blob": blob_id, "format": item.image_format},
             )
             width, height, length = item.width, item.height, None
@@ -136,18 +151,23 @@ class _Preparer:
                 raise InvalidInputError("a gold item needs its expected result", field="gold")
             schema = self.settings.schema()
             normalised = validate_result(
-                schema, item.gold, text=item.text,
+                schema,
+                item.gold,
+                text=item.text,
                 image_size=(item.width, item.height) if item.width and item.height else None,
             )
-            batch.gold.append((item_id, self.cipher.encrypt_json("gold_answers", item_id,
-                                                                 "result", normalised)))
+            batch.gold.append(
+                (item_id, self.cipher.encrypt_json("gold_answers", item_id, "result", normalised))
+            )
         batch.ids.append(item_id)
         batch.kinds.append(item.kind)
         batch.contents.append(content)
-        batch.metas.append(self.cipher.encrypt_json("items", item_id, "meta", meta)
-                           if meta else None)
-        batch.subject_refs.append(_subject_ref(self.dedup_key, item.subject_id)
-                                  if item.subject_id else None)
+        batch.metas.append(
+            self.cipher.encrypt_json("items", item_id, "meta", meta) if meta else None
+        )
+        batch.subject_refs.append(
+            _subject_ref(self.dedup_key, item.subject_id) if item.subject_id else None
+        )
         batch.dedup_keys.append(_dedup(self.dedup_key, item.kind, raw))
         batch.gold_flags.append(item.is_gold or item.gold is not None)
         batch.blob_ids.append(blob_id)
@@ -164,8 +184,9 @@ async def _dedup_key(conn: AsyncConnection[Any], cipher: ProjectCipher) -> bytes
     if row[0] is not None:
         return cipher.decrypt("settings", "true", "dedup_key", bytes(row[0]))
     key = os.urandom(32)
-    await conn.execute("UPDATE settings SET dedup_key = %s",
-                       [cipher.encrypt("settings", "true", "dedup_key", key)])
+    await conn.execute(
+        "UPDATE settings SET dedup_key = %s", [cipher.encrypt("settings", "true", "dedup_key", key)]
+    )
     return key
 
 
@@ -174,8 +195,8 @@ INSERT INTO items (id, kind, content, meta, subject_ref, dedup_key, is_gold, imp
                    created_by, blob_id, width, height, text_length)
 SELECT u.id, u.kind, u.content, u.meta, u.subject_ref, u.dedup_key, u.is_gold, %s, %s,
        u.blob_id, u.width, u.height, u.text_length
-  FROM unnest(%s::uuid[], %s::text[], %s::bytea[], %s::bytea[], %s::bytea[], %s::bytea[],
-              %s::boolean[], %s::text[], %s::int[], %s::int[], %s::int[])
+  FROM unnest(%b::uuid[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[], %b::bytea[],
+              %b::boolean[], %b::text[], %b::int[], %b::int[], %b::int[])
        AS u(id, kind, content, meta, subject_ref, dedup_key, is_gold, blob_id, width, height,
             text_length)
 ON CONFLICT (dedup_key) DO NOTHING
@@ -183,13 +204,31 @@ RETURNING id
 """
 
 
-async def _insert_batch(conn: AsyncConnection[Any], batch: _Prepared, import_id: uuid.UUID,
-                        user: uuid.UUID, overlap: int) -> tuple[int, set[uuid.UUID]]:
-    cur = await conn.execute(_INSERT_ITEMS, [
-        import_id, user, batch.ids, batch.kinds, batch.contents, batch.metas,
-        batch.subject_refs, batch.dedup_keys, batch.gold_flags, batch.blob_ids, batch.widths,
-        batch.heights, batch.lengths,
-    ])
+async def _insert_batch(
+    conn: AsyncConnection[Any],
+    batch: _Prepared,
+    import_id: uuid.UUID,
+    user: uuid.UUID,
+    overlap: int,
+) -> tuple[int, set[uuid.UUID]]:
+    cur = await conn.execute(
+        _INSERT_ITEMS,
+        [
+            import_id,
+            user,
+            batch.ids,
+            batch.kinds,
+            batch.contents,
+            batch.metas,
+            batch.subject_refs,
+            batch.dedup_keys,
+            batch.gold_flags,
+            batch.blob_ids,
+            batch.widths,
+            batch.heights,
+            batch.lengths,
+        ],
+    )
     added = {r[0] for r in await cur.fetchall()}
     if added:
         ordered = [i for i in batch.ids if i in added]
@@ -199,23 +238,30 @@ async def _insert_batch(conn: AsyncConnection[Any], batch: _Prepared, import_id:
         await conn.execute(
             "INSERT INTO tasks (id, item_id, slot, state, origin) "
             "SELECT id, item_id, slot, 'open', 'auto' "
-            "FROM unnest(%s::uuid[], %s::uuid[], %s::smallint[]) AS u(id, item_id, slot)",
+            "FROM unnest(%b::uuid[], %b::uuid[], %b::smallint[]) AS u(id, item_id, slot)",
             [task_ids, items, slots],
         )
         gold = [(i, r) for i, r in batch.gold if i in added]
         if gold:
             await conn.execute(
                 "INSERT INTO gold_answers (item_id, result) "
-                "SELECT * FROM unnest(%s::uuid[], %s::bytea[])",
+                "SELECT * FROM unnest(%b::uuid[], %b::bytea[])",
                 [[g[0] for g in gold], [g[1] for g in gold]],
             )
     return len(added), added
 
 
 async def import_items(
-    db: RuntimeDatabase, keys: KeyService, blobs: BlobStore, scope: ProjectScope,
-    source: BinaryIO | os.PathLike[str] | str, *, fmt: str | None = None,
-    name: str | None = None, on_error: OnError = "reject", limits: ImportLimits | None = None,
+    db: RuntimeDatabase,
+    keys: KeyService,
+    blobs: BlobStore,
+    scope: ProjectScope,
+    source: BinaryIO | os.PathLike[str] | str,
+    *,
+    fmt: str | None = None,
+    name: str | None = None,
+    on_error: OnError = "reject",
+    limits: ImportLimits | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import one file (JSON Lines, CSV, text, or PNG/JPEG images in a zip or folder)."""
@@ -227,6 +273,7 @@ async def import_items(
     import_id = uuid.uuid4()
     report = ImportReport(import_id, fmt or "auto")
     preparer: _Preparer | None = None
+    upcoming: asyncio.Future[tuple[_Prepared, list[RowError], str | None]] | None = None
     # the import runs as the platform (it also creates tasks); the actor is recorded
     async with db.project_tx(scope.project_id, scope.context("system")) as conn:
         settings = await read_settings(conn)
@@ -234,9 +281,14 @@ async def import_items(
         preparer = _Preparer(scope, cipher, blobs, settings, dedup_key)
         parsed = iter_items(source, fmt=fmt, name=name, limits=limits or ImportLimits())
         try:
+            # parse and encrypt the next batch in a worker thread while this one is inserted
+            upcoming = asyncio.ensure_future(asyncio.to_thread(_next_batch, parsed, preparer))
             while True:
-                batch, errors, detected = await asyncio.to_thread(
-                    _next_batch, parsed, preparer)
+                batch, errors, detected = await upcoming
+                if batch:
+                    upcoming = asyncio.ensure_future(
+                        asyncio.to_thread(_next_batch, parsed, preparer)
+                    )
                 if detected:
                     report.format = detected
                 for error in errors:
@@ -247,34 +299,56 @@ async def import_items(
                     raise ImportRowsError(report)
                 if not batch:
                     break
-                added, _ = await _insert_batch(conn, batch, import_id, scope.user_id,
-                                               settings.overlap)
+                added, _ = await _insert_batch(
+                    conn, batch, import_id, scope.user_id, settings.overlap
+                )
                 report.items_added += added
                 report.duplicates += len(batch) - added
                 if progress:
                     progress(len(batch) + len(errors))
         except BaseException:
+            if upcoming is not None and not upcoming.done():
+                upcoming.cancel()
+                with contextlib.suppress(BaseException):
+                    await upcoming  # the thread finishes its batch; nothing of it is kept
             _discard_blobs(blobs, scope, preparer.written_blobs)
             raise
         await conn.execute(
             "INSERT INTO imports (id, created_by, format, items_added, duplicates, rejected, "
             "report) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [import_id, scope.user_id, report.format, report.items_added, report.duplicates,
-             report.rejected, json.dumps(report.errors)],
+            [
+                import_id,
+                scope.user_id,
+                report.format,
+                report.items_added,
+                report.duplicates,
+                report.rejected,
+                json.dumps(report.errors),
+            ],
         )
-        await audit_project(conn, scope.actor, "item.import", resource_type="import",
-                            resource_id=import_id, project_id=scope.project_id,
-                            details={"added": report.items_added,
-                                     "duplicates": report.duplicates,
-                                     "rejected": report.rejected, "format": report.format})
+        await audit_project(
+            conn,
+            scope.actor,
+            "item.import",
+            resource_type="import",
+            resource_id=import_id,
+            project_id=scope.project_id,
+            details={
+                "added": report.items_added,
+                "duplicates": report.duplicates,
+                "rejected": report.rejected,
+                "format": report.format,
+            },
+        )
     if report.items_added >= STATISTICS_AFTER:
         async with db.project_tx(scope.project_id, scope.context("system")) as conn:
             await conn.execute("SELECT refresh_statistics()")
     return report
 
 
-def _next_batch(parsed: Iterable[ParsedItem | RowError],
-                preparer: _Preparer) -> tuple[_Prepared, list[RowError], str | None]:
+def _next_batch(
+    parsed: Iterable[ParsedItem | RowError], preparer: _Preparer
+) -> tuple[_Prepared, list[RowError], str | None]:
     batch = _Prepared()
     errors: list[RowError] = []
     iterator = iter(parsed)
@@ -300,7 +374,5 @@ def _next_batch(parsed: Iterable[ParsedItem | RowError],
 
 def _discard_blobs(blobs: BlobStore, scope: ProjectScope, blob_ids: list[str]) -> None:
     for blob_id in blob_ids:
-        try:
+        with contextlib.suppress(LabelVaultError):
             blobs.delete(scope.project_id, blob_id)
-        except LabelVaultError:
-            pass

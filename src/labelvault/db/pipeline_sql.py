@@ -253,7 +253,8 @@ BEGIN
          lease_expires_at = now() + make_interval(secs => lease)
    WHERE t.id = (SELECT c.id FROM {s}.tasks c
                   WHERE c.assignee = me
-                    AND (c.state = 'assigned' OR (c.state = 'leased' AND c.lease_expires_at <= now()))
+                    AND (c.state = 'assigned'
+                         OR (c.state = 'leased' AND c.lease_expires_at <= now()))
                     AND NOT EXISTS (SELECT 1 FROM {s}.task_skips k
                                      WHERE k.item_id = c.item_id AND k.user_id = me)
                   ORDER BY c.created_at, c.slot LIMIT 1 FOR UPDATE SKIP LOCKED)

@@ -64,7 +64,7 @@ CREATE TABLE {s}.tasks (
   UNIQUE (item_id, slot)
 );
 CREATE INDEX ON {s}.tasks (assignee, state);
-CREATE INDEX ON {s}.tasks (state);
+
 
 ALTER TABLE {s}.items ENABLE ROW LEVEL SECURITY;
 ALTER TABLE {s}.items FORCE ROW LEVEL SECURITY;

@@ -100,23 +100,36 @@ def _record(cipher: ProjectCipher, row: dict[str, Any]) -> dict[str, Any]:
         text = cipher.decrypt("items", item_id, "content", bytes(row["content"])).decode()
     else:
         content = cipher.decrypt_json("items", item_id, "content", bytes(row["content"]))
-        image = source if isinstance(source, str) and source else (
-            f"{item_id}.{content.get('format') or 'img'}")
+        image = (
+            source
+            if isinstance(source, str) and source
+            else (f"{item_id}.{content.get('format') or 'img'}")
+        )
     if row["state"] == "corrected" and row["corrected_result"] is not None:
-        result = cipher.decrypt_json("reviews", row["review_id"], "corrected_result",
-                                     bytes(row["corrected_result"]))
+        result = cipher.decrypt_json(
+            "reviews", row["review_id"], "corrected_result", bytes(row["corrected_result"])
+        )
     else:
-        result = cipher.decrypt_json("annotations", row["annotation_id"], "result",
-                                     bytes(row["result"]))
+        result = cipher.decrypt_json(
+            "annotations", row["annotation_id"], "result", bytes(row["result"])
+        )
     return {
-        "annotation_id": str(row["annotation_id"]), "item_id": str(item_id),
-        "kind": row["kind"], "text": text, "image": image, "width": row["width"],
-        "height": row["height"], "status": row["state"], "result": result, "metadata": meta,
+        "annotation_id": str(row["annotation_id"]),
+        "item_id": str(item_id),
+        "kind": row["kind"],
+        "text": text,
+        "image": image,
+        "width": row["width"],
+        "height": row["height"],
+        "status": row["state"],
+        "result": result,
+        "metadata": meta,
     }
 
 
-async def _records(conn: AsyncConnection, cipher: ProjectCipher, only_accepted: bool,
-                   images_only: bool = False) -> AsyncIterator[list[dict[str, Any]]]:
+async def _records(
+    conn: AsyncConnection, cipher: ProjectCipher, only_accepted: bool, images_only: bool = False
+) -> AsyncIterator[list[dict[str, Any]]]:
     query = _ROWS.format(extra="AND i.kind = 'image'" if images_only else "")
     async with conn.cursor(name=f"export_{uuid.uuid4().hex}", row_factory=dict_row) as cur:
         await cur.execute(query, {"only": only_accepted})
@@ -161,12 +174,21 @@ class _Progress:
         async with self.platform.db.project_tx(self.project_id, SYSTEM) as conn:
             await conn.execute(
                 "UPDATE exports SET item_count = %s, updated_at = now() "
-                "WHERE id = %s AND state = 'building'", [count, self.export_id])
+                "WHERE id = %s AND state = 'building'",
+                [count, self.export_id],
+            )
 
 
-async def _produce(platform: Platform, cipher: ProjectCipher, project_id: uuid.UUID,
-                   export_id: uuid.UUID, fmt: str, only_accepted: bool,
-                   schema: dict[str, Any] | None, stats: _Stats) -> AsyncIterator[bytes]:
+async def _produce(
+    platform: Platform,
+    cipher: ProjectCipher,
+    project_id: uuid.UUID,
+    export_id: uuid.UUID,
+    fmt: str,
+    only_accepted: bool,
+    schema: dict[str, Any] | None,
+    stats: _Stats,
+) -> AsyncIterator[bytes]:
     """The plaintext bundle, in chunks of about ``CHUNK_BYTES``."""
     progress = _Progress(platform, project_id, export_id)
     out = bytearray()
@@ -214,8 +236,14 @@ async def _produce(platform: Platform, cipher: ProjectCipher, project_id: uuid.U
         yield stats.emit(bytes(out))
 
 
-async def _store(platform: Platform, cipher: ProjectCipher, project_id: uuid.UUID,
-                 export_id: uuid.UUID, blob_id: str, chunks: AsyncIterator[bytes]) -> None:
+async def _store(
+    platform: Platform,
+    cipher: ProjectCipher,
+    project_id: uuid.UUID,
+    export_id: uuid.UUID,
+    blob_id: str,
+    chunks: AsyncIterator[bytes],
+) -> None:
     """Encrypt and store an async stream of chunks: the blob store is synchronous, so it runs
     in a thread and pulls each chunk from this event loop (one chunk in flight at a time)."""
     loop = asyncio.get_running_loop()
@@ -231,20 +259,23 @@ async def _store(platform: Platform, cipher: ProjectCipher, project_id: uuid.UUI
             yield chunk
 
     try:
-        await asyncio.to_thread(cipher.put_blob, platform.blobs, "exports", export_id, pull(),
-                                blob_id=blob_id)
+        await asyncio.to_thread(
+            cipher.put_blob, platform.blobs, "exports", export_id, pull(), blob_id=blob_id
+        )
     finally:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
 
 
-async def _claim(platform: Platform, project_id: uuid.UUID,
-                 export_id: uuid.UUID) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+async def _claim(
+    platform: Platform, project_id: uuid.UUID, export_id: uuid.UUID
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     async with platform.db.project_tx(project_id, SYSTEM) as conn:
         cur = await conn.cursor(row_factory=dict_row).execute(
             "SELECT state, format, only_accepted, blob_id FROM exports WHERE id = %s FOR UPDATE",
-            [export_id])
+            [export_id],
+        )
         row = await cur.fetchone()
         if row is None or row["state"] == "pending_approval":
             raise ExportNotVisibleError("the export is not approved (yet)")
@@ -254,15 +285,18 @@ async def _claim(platform: Platform, project_id: uuid.UUID,
         attempt = new_blob_id()
         await conn.execute(
             "UPDATE exports SET state = 'building', blob_id = %s, item_count = 0, error = NULL, "
-            "updated_at = now() WHERE id = %s", [attempt, export_id])
+            "updated_at = now() WHERE id = %s",
+            [attempt, export_id],
+        )
     if row["blob_id"] is not None and row["state"] == "building":  # an interrupted attempt
         with suppress(BlobNotFoundError):
             await asyncio.to_thread(platform.blobs.delete, project_id, row["blob_id"])
     return {**row, "blob_id": attempt}, settings.label_schema
 
 
-async def build_export(platform: Platform, project_id: uuid.UUID,
-                       export_id: uuid.UUID) -> dict[str, Any] | None:
+async def build_export(
+    platform: Platform, project_id: uuid.UUID, export_id: uuid.UUID
+) -> dict[str, Any] | None:
     """Build the bundle of an approved export; returns its manifest (None if there was
     nothing to do)."""
     claimed = await _claim(platform, project_id, export_id)
@@ -273,8 +307,9 @@ async def build_export(platform: Platform, project_id: uuid.UUID,
     stats = _Stats()
     try:
         cipher = await project_cipher(platform.keys, project_id)
-        chunks = _produce(platform, cipher, project_id, export_id, fmt, only_accepted, schema,
-                          stats)
+        chunks = _produce(
+            platform, cipher, project_id, export_id, fmt, only_accepted, schema, stats
+        )
         await _store(platform, cipher, project_id, export_id, blob_id, chunks)
     except Exception as exc:
         await _failed(platform, project_id, export_id, exc)
@@ -286,15 +321,21 @@ async def build_export(platform: Platform, project_id: uuid.UUID,
         "format": fmt,
         "file_name": f"export-{export_id}.{EXTENSIONS[fmt]}",
         "content_type": CONTENT_TYPES[fmt],
-        "filter": {"only_accepted": only_accepted,
-                   "states": list(ACCEPTED_STATES) if only_accepted else "all"},
-        "counts": {"records": stats.records, "items": stats.items,
-                   "by_status": dict(sorted(stats.by_status.items())), **stats.extra},
+        "filter": {
+            "only_accepted": only_accepted,
+            "states": list(ACCEPTED_STATES) if only_accepted else "all",
+        },
+        "counts": {
+            "records": stats.records,
+            "items": stats.items,
+            "by_status": dict(sorted(stats.by_status.items())),
+            **stats.extra,
+        },
         "bundle": {"sha256": stats.bundle.hexdigest(), "bytes": stats.size},
         "records_sha256": stats.records_digest.hexdigest(),
         "record_hash": "sha256 of each record's canonical JSON (sorted keys, no whitespace, "
-                       "UTF-8); records_sha256 is the sha256 of those 32-byte digests "
-                       "concatenated in bundle order",
+        "UTF-8); records_sha256 is the sha256 of those 32-byte digests "
+        "concatenated in bundle order",
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     digest = manifest_hash(manifest)
@@ -302,34 +343,57 @@ async def build_export(platform: Platform, project_id: uuid.UUID,
         cur = await conn.execute(
             "UPDATE exports SET state = 'ready', item_count = %s, manifest = %s, "
             "updated_at = now() WHERE id = %s AND state = 'building' AND blob_id = %s",
-            [stats.records, Jsonb(manifest), export_id, blob_id])
+            [stats.records, Jsonb(manifest), export_id, blob_id],
+        )
         if cur.rowcount != 1:  # another attempt took over: leave it to that one
             log.warning("export build superseded", export_id=str(export_id))
             return None
-        await audit_project(conn, WORKER, "export.built", resource_type="export",
-                            resource_id=export_id, project_id=project_id,
-                            details={
-                                "format": fmt, "only_accepted": only_accepted,
-                                "records": stats.records, "items": stats.items,
-                                "bytes": stats.size,
-                                "bundle_sha256": manifest["bundle"]["sha256"],
-                                "records_sha256": manifest["records_sha256"],
-                                "manifest_sha256": digest})
+        await audit_project(
+            conn,
+            WORKER,
+            "export.built",
+            resource_type="export",
+            resource_id=export_id,
+            project_id=project_id,
+            details={
+                "format": fmt,
+                "only_accepted": only_accepted,
+                "records": stats.records,
+                "items": stats.items,
+                "bytes": stats.size,
+                "bundle_sha256": manifest["bundle"]["sha256"],
+                "records_sha256": manifest["records_sha256"],
+                "manifest_sha256": digest,
+            },
+        )
     return manifest
 
 
-async def _failed(platform: Platform, project_id: uuid.UUID, export_id: uuid.UUID,
-                  exc: Exception) -> None:
-    message = (exc.message if isinstance(exc, LabelVaultError)
-               else "the bundle could not be built (internal error)")
+async def _failed(
+    platform: Platform, project_id: uuid.UUID, export_id: uuid.UUID, exc: Exception
+) -> None:
+    message = (
+        exc.message
+        if isinstance(exc, LabelVaultError)
+        else "the bundle could not be built (internal error)"
+    )
     log.error("export build failed", export_id=str(export_id), error=type(exc).__name__)
     try:
         async with platform.db.project_tx(project_id, SYSTEM) as conn:
             await conn.execute(
                 "UPDATE exports SET state = 'failed', error = %s, updated_at = now() "
-                "WHERE id = %s AND state = 'building'", [message[:500], export_id])
-            await audit_project(conn, WORKER, "export.failed", outcome="failure",
-                                resource_type="export", resource_id=export_id,
-                                project_id=project_id, details={"error": type(exc).__name__})
+                "WHERE id = %s AND state = 'building'",
+                [message[:500], export_id],
+            )
+            await audit_project(
+                conn,
+                WORKER,
+                "export.failed",
+                outcome="failure",
+                resource_type="export",
+                resource_id=export_id,
+                project_id=project_id,
+                details={"error": type(exc).__name__},
+            )
     except Exception as inner:  # the database is away: the job's failure is still recorded
         log.error("could not record the export failure", error=type(inner).__name__)

@@ -35,8 +35,18 @@ import pyarrow.parquet as pq
 
 from labelvault.annotation.label_schema import CLASSIFICATION_KINDS
 
-FIELDS = ("annotation_id", "item_id", "kind", "text", "image", "width", "height", "status",
-          "result", "metadata")
+FIELDS = (
+    "annotation_id",
+    "item_id",
+    "kind",
+    "text",
+    "image",
+    "width",
+    "height",
+    "status",
+    "result",
+    "metadata",
+)
 PARQUET_ROW_GROUP = 5000
 CONTENT_TYPES = {
     "jsonl": "application/x-ndjson",
@@ -49,8 +59,9 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "coco": "jso
 
 def canonical(value: Any) -> bytes:
     """Canonical JSON: sorted keys, no whitespace, UTF-8 (what record hashes are taken of)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def record_hash(record: dict[str, Any]) -> bytes:
@@ -134,9 +145,15 @@ class ParquetWriter:
     def __init__(self, schema_kind: str | None) -> None:
         self._labels = schema_kind in CLASSIFICATION_KINDS
         fields = [
-            ("annotation_id", pa.string()), ("item_id", pa.string()), ("kind", pa.string()),
-            ("text", pa.string()), ("image", pa.string()), ("width", pa.int32()),
-            ("height", pa.int32()), ("status", pa.string()), ("result", pa.string()),
+            ("annotation_id", pa.string()),
+            ("item_id", pa.string()),
+            ("kind", pa.string()),
+            ("text", pa.string()),
+            ("image", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("status", pa.string()),
+            ("result", pa.string()),
             ("metadata", pa.string()),
         ]
         if self._labels:
@@ -153,8 +170,10 @@ class ParquetWriter:
     def _flush(self) -> bytes:
         assert self._writer is not None
         if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema),
-                                     row_group_size=PARQUET_ROW_GROUP)
+            self._writer.write_table(
+                pa.Table.from_pylist(self._rows, schema=self._schema),
+                row_group_size=PARQUET_ROW_GROUP,
+            )
             self._rows = []
         return self._sink.take()
 
@@ -207,17 +226,27 @@ class CocoWriter:
 
     def begin(self) -> bytes:
         head = {
-            "info": {"description": "LabelVault export", "version": "1.0",
-                     "labelvault_export_id": self._export_id},
+            "info": {
+                "description": "LabelVault export",
+                "version": "1.0",
+                "labelvault_export_id": self._export_id,
+            },
             "licenses": [],
-            "categories": [{"id": n, "name": label, "supercategory": ""}
-                           for label, n in self._categories.items()],
+            "categories": [
+                {"id": n, "name": label, "supercategory": ""}
+                for label, n in self._categories.items()
+            ],
         }
         return canonical(head)[:-1] + b',"images":['
 
     def add_image(self, image_id: int, record: dict[str, Any]) -> bytes:
-        entry = {"id": image_id, "file_name": record["image"], "width": record["width"],
-                 "height": record["height"], "labelvault_item_id": record["item_id"]}
+        entry = {
+            "id": image_id,
+            "file_name": record["image"],
+            "width": record["width"],
+            "height": record["height"],
+            "labelvault_item_id": record["item_id"],
+        }
         sep = b"," if self._images else b""
         self._images += 1
         return sep + b"\n" + canonical(entry)
@@ -230,10 +259,12 @@ class CocoWriter:
         for box in record["result"].get("boxes", []):
             self._boxes += 1
             entry = {
-                "id": self._boxes, "image_id": image_id,
+                "id": self._boxes,
+                "image_id": image_id,
                 "category_id": self._categories[box["label"]],
                 "bbox": [box["x"], box["y"], box["w"], box["h"]],
-                "area": box["w"] * box["h"], "iscrowd": 0,
+                "area": box["w"] * box["h"],
+                "iscrowd": 0,
                 "labelvault_annotation_id": record["annotation_id"],
                 "labelvault_status": record["status"],
             }

@@ -43,9 +43,11 @@ from labelvault.kernel.ids import parse_id
 
 FORMATS = ("jsonl", "csv", "parquet", "coco")
 LINK_MINUTES = 10
-_COLUMNS = ("id, requested_by, format, only_accepted, state, approved_by, decided_at, "
-            "item_count, manifest, download_expires_at, downloaded_at, error, created_at, "
-            "updated_at")
+_COLUMNS = (
+    "id, requested_by, format, only_accepted, state, approved_by, decided_at, "
+    "item_count, manifest, download_expires_at, downloaded_at, error, created_at, "
+    "updated_at"
+)
 
 
 class GoneError(LabelVaultError):
@@ -75,8 +77,9 @@ def export_view(row: dict[str, Any]) -> dict[str, Any]:
         "item_count": row["item_count"],
         "manifest": manifest,
         "manifest_sha256": manifest_hash(manifest) if manifest else None,
-        "download_expires_at": (row["download_expires_at"].isoformat()
-                                if row["download_expires_at"] else None),
+        "download_expires_at": (
+            row["download_expires_at"].isoformat() if row["download_expires_at"] else None
+        ),
         "downloaded_at": row["downloaded_at"].isoformat() if row["downloaded_at"] else None,
         "error": row["error"],
         "created_at": row["created_at"].isoformat(),
@@ -84,8 +87,14 @@ def export_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def request_export(db: RuntimeDatabase, scope: ProjectScope, format: str,
-                         only_accepted: bool = True, *, jobs: JobQueue) -> dict[str, Any]:
+async def request_export(
+    db: RuntimeDatabase,
+    scope: ProjectScope,
+    format: str,
+    only_accepted: bool = True,
+    *,
+    jobs: JobQueue,
+) -> dict[str, Any]:
     if format not in FORMATS:
         raise InvalidInputError(f"format must be one of: {', '.join(FORMATS)}", field="format")
     export_id = uuid.uuid4()
@@ -97,15 +106,31 @@ async def request_export(db: RuntimeDatabase, scope: ProjectScope, format: str,
         cur = await conn.cursor(row_factory=dict_row).execute(
             "INSERT INTO exports (id, requested_by, format, only_accepted, state, decided_at) "
             f"VALUES (%s, %s, %s, %s, %s, CASE WHEN %s THEN now() END) RETURNING {_COLUMNS}",
-            [export_id, scope.user_id, format, only_accepted,
-             "approved" if approved else "pending_approval", approved])
+            [
+                export_id,
+                scope.user_id,
+                format,
+                only_accepted,
+                "approved" if approved else "pending_approval",
+                approved,
+            ],
+        )
         row = await cur.fetchone()
         assert row is not None
-        await audit_project(conn, scope.actor, "export.request", resource_type="export",
-                            resource_id=export_id, project_id=scope.project_id,
-                            details={"format": format, "only_accepted": only_accepted,
-                                     "approval_required": not approved},
-                            **_audit_fields(scope))
+        await audit_project(
+            conn,
+            scope.actor,
+            "export.request",
+            resource_type="export",
+            resource_id=export_id,
+            project_id=scope.project_id,
+            details={
+                "format": format,
+                "only_accepted": only_accepted,
+                "approval_required": not approved,
+            },
+            **_audit_fields(scope),
+        )
         if approved:  # queued before the commit: a failed queue fails the request
             await defer_build(jobs, scope.project_id, export_id)
     return export_view(row)
@@ -115,21 +140,28 @@ async def _locked(conn: Any, export_id: uuid.UUID) -> dict[str, Any]:
     cur = await conn.cursor(row_factory=dict_row).execute(
         f"SELECT {_COLUMNS}, download_token_hash, blob_id, "
         "download_expires_at <= now() AS link_expired FROM exports WHERE id = %s FOR UPDATE",
-        [export_id])
+        [export_id],
+    )
     row: dict[str, Any] | None = await cur.fetchone()
     if row is None:
         raise NotFoundError("export not found")
     return row
 
 
-async def _decide(db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID,
-                  decision: str, jobs: JobQueue | None) -> dict[str, Any]:
+async def _decide(
+    db: RuntimeDatabase,
+    scope: ProjectScope,
+    export_id: str | uuid.UUID,
+    decision: str,
+    jobs: JobQueue | None,
+) -> dict[str, Any]:
     eid = parse_id(export_id, what="export")
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         row = await _locked(conn, eid)
         if row["requested_by"] == scope.user_id:
             raise PermissionDeniedError(
-                f"you requested this export: a second manager or data owner must {decision} it")
+                f"you requested this export: a second manager or data owner must {decision} it"
+            )
         if row["state"] != "pending_approval":
             raise ConflictError(f"this export is {row['state']}, not waiting for approval")
         state = "approved" if decision == "approve" else "rejected"
@@ -137,51 +169,65 @@ async def _decide(db: RuntimeDatabase, scope: ProjectScope, export_id: str | uui
             cur = await conn.cursor(row_factory=dict_row).execute(
                 "UPDATE exports SET state = %s, approved_by = %s, decided_at = now(), "
                 f"updated_at = now() WHERE id = %s RETURNING {_COLUMNS}",
-                [state, scope.user_id, eid])
+                [state, scope.user_id, eid],
+            )
         except pg_errors.CheckViolation:
-            raise PermissionDeniedError(
-                "the requester of an export cannot approve it") from None
+            raise PermissionDeniedError("the requester of an export cannot approve it") from None
         updated = await cur.fetchone()
         assert updated is not None
-        await audit_project(conn, scope.actor, f"export.{decision}", resource_type="export",
-                            resource_id=eid, project_id=scope.project_id,
-                            details={"format": row["format"],
-                                     "only_accepted": row["only_accepted"],
-                                     "requested_by": str(row["requested_by"])},
-                            **_audit_fields(scope))
+        await audit_project(
+            conn,
+            scope.actor,
+            f"export.{decision}",
+            resource_type="export",
+            resource_id=eid,
+            project_id=scope.project_id,
+            details={
+                "format": row["format"],
+                "only_accepted": row["only_accepted"],
+                "requested_by": str(row["requested_by"]),
+            },
+            **_audit_fields(scope),
+        )
         if jobs is not None and state == "approved":
             await defer_build(jobs, scope.project_id, eid)
     return export_view(updated)
 
 
-async def approve_export(db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID,
-                         *, jobs: JobQueue) -> dict[str, Any]:
+async def approve_export(
+    db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID, *, jobs: JobQueue
+) -> dict[str, Any]:
     """A second manager or data owner approves: the build is queued."""
     return await _decide(db, scope, export_id, "approve", jobs)
 
 
-async def reject_export(db: RuntimeDatabase, scope: ProjectScope,
-                        export_id: str | uuid.UUID) -> dict[str, Any]:
+async def reject_export(
+    db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID
+) -> dict[str, Any]:
     return await _decide(db, scope, export_id, "reject", None)
 
 
-async def list_exports(db: RuntimeDatabase, scope: ProjectScope, *,
-                       limit: int = 50) -> list[dict[str, Any]]:
+async def list_exports(
+    db: RuntimeDatabase, scope: ProjectScope, *, limit: int = 50
+) -> list[dict[str, Any]]:
     if not 1 <= limit <= 200:
         raise InvalidInputError("limit must be 1..200", field="limit")
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         cur = await conn.cursor(row_factory=dict_row).execute(
-            f"SELECT {_COLUMNS} FROM exports ORDER BY created_at DESC LIMIT %s", [limit])
+            f"SELECT {_COLUMNS} FROM exports ORDER BY created_at DESC LIMIT %s", [limit]
+        )
         rows = await cur.fetchall()
     return [export_view(r) for r in rows]
 
 
-async def get_export(db: RuntimeDatabase, scope: ProjectScope,
-                     export_id: str | uuid.UUID) -> dict[str, Any]:
+async def get_export(
+    db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID
+) -> dict[str, Any]:
     eid = parse_id(export_id, what="export")
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         cur = await conn.cursor(row_factory=dict_row).execute(
-            f"SELECT {_COLUMNS} FROM exports WHERE id = %s", [eid])
+            f"SELECT {_COLUMNS} FROM exports WHERE id = %s", [eid]
+        )
         row = await cur.fetchone()
     if row is None:
         raise NotFoundError("export not found")
@@ -197,8 +243,9 @@ def _requester_only(scope: ProjectScope, row: dict[str, Any]) -> None:
         raise PermissionDeniedError("only the person who requested this export can download it")
 
 
-async def create_download_link(db: RuntimeDatabase, scope: ProjectScope,
-                               export_id: str | uuid.UUID) -> dict[str, Any]:
+async def create_download_link(
+    db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID
+) -> dict[str, Any]:
     """A one-time link for the requester, valid ``LINK_MINUTES`` (a new link replaces the
     previous one). Only the token's hash is stored."""
     eid = parse_id(export_id, what="export")
@@ -211,12 +258,21 @@ async def create_download_link(db: RuntimeDatabase, scope: ProjectScope,
         cur = await conn.execute(
             "UPDATE exports SET download_token_hash = %s, updated_at = now(), "
             "download_expires_at = now() + make_interval(mins => %s) WHERE id = %s "
-            "RETURNING download_expires_at", [_token_hash(token), LINK_MINUTES, eid])
+            "RETURNING download_expires_at",
+            [_token_hash(token), LINK_MINUTES, eid],
+        )
         expires = await cur.fetchone()
         assert expires is not None
-        await audit_project(conn, scope.actor, "export.link", resource_type="export",
-                            resource_id=eid, project_id=scope.project_id,
-                            details={"minutes": LINK_MINUTES}, **_audit_fields(scope))
+        await audit_project(
+            conn,
+            scope.actor,
+            "export.link",
+            resource_type="export",
+            resource_id=eid,
+            project_id=scope.project_id,
+            details={"minutes": LINK_MINUTES},
+            **_audit_fields(scope),
+        )
     expires_at: dt.datetime = expires[0]
     return {
         "url": f"/api/v1/projects/{scope.project_id}/exports/{eid}/download?token={token}",
@@ -225,8 +281,9 @@ async def create_download_link(db: RuntimeDatabase, scope: ProjectScope,
     }
 
 
-async def consume_download(db: RuntimeDatabase, scope: ProjectScope,
-                           export_id: str | uuid.UUID, token: str) -> dict[str, Any]:
+async def consume_download(
+    db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID, token: str
+) -> dict[str, Any]:
     """Check and use up the link: the export becomes ``downloaded`` (audited) and its blob id
     and manifest are returned for streaming."""
     eid = parse_id(export_id, what="export")
@@ -246,15 +303,24 @@ async def consume_download(db: RuntimeDatabase, scope: ProjectScope,
             "UPDATE exports SET state = 'downloaded', downloaded_at = now(), "
             "download_token_hash = NULL, download_expires_at = NULL, updated_at = now() "
             "WHERE id = %s AND state = 'ready' AND download_token_hash = %s",
-            [eid, stored])
+            [eid, stored],
+        )
         if cur.rowcount != 1:
             raise GoneError("this download link has already been used")
         manifest = row["manifest"] or {}
-        await audit_project(conn, scope.actor, "export.download", resource_type="export",
-                            resource_id=eid, project_id=scope.project_id,
-                            details={"format": row["format"],
-                                     "records": row["item_count"],
-                                     "bundle_sha256": (manifest.get("bundle") or {}).get("sha256"),
-                                     "manifest_sha256": manifest_hash(manifest)},
-                            **_audit_fields(scope))
+        await audit_project(
+            conn,
+            scope.actor,
+            "export.download",
+            resource_type="export",
+            resource_id=eid,
+            project_id=scope.project_id,
+            details={
+                "format": row["format"],
+                "records": row["item_count"],
+                "bundle_sha256": (manifest.get("bundle") or {}).get("sha256"),
+                "manifest_sha256": manifest_hash(manifest),
+            },
+            **_audit_fields(scope),
+        )
     return {"blob_id": row["blob_id"], "manifest": manifest, "format": row["format"]}

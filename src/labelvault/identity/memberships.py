@@ -155,7 +155,9 @@ async def roles_in_project(
     return frozenset(roles), org_id, region
 
 
-async def project_member_ids(db: RuntimeDatabase, project_id: uuid.UUID, role: str) -> list[uuid.UUID]:
+async def project_member_ids(
+    db: RuntimeDatabase, project_id: uuid.UUID, role: str
+) -> list[uuid.UUID]:
     """The live members of a project holding ``role`` (ids only), e.g. to route reviews."""
     async with db.control_tx(ControlContext.system_context()) as conn:
         cur = await conn.execute(

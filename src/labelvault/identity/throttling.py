@@ -15,11 +15,11 @@ from psycopg import AsyncConnection
 
 from labelvault.auth import ThrottleDecision, ThrottlePolicy, decide
 from labelvault.auth.throttle import DEFAULT_POLICY, LOCK_WINDOW_SECONDS
+from labelvault.kernel.errors import ThrottledError
 
 # One address may be a whole office behind NAT: far more room than one account gets, still a
 # wall against credential stuffing from one source.
 ADDRESS_POLICY = ThrottlePolicy(free_failures=100, lock_threshold=2000)
-from labelvault.kernel.errors import ThrottledError
 
 
 def account_key(email: str) -> str:

@@ -30,6 +30,7 @@ _REGISTRY: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
 def job(name: str, **options: Any) -> Callable[[F], F]:
     """Declare an async function ``fn(context, **ids)`` as the task ``name`` (procrastinate
     task options in ``options``); every queue registers it on its own app."""
+
     def register(fn: F) -> F:
         _REGISTRY[name] = (fn, options)
         return fn
@@ -76,9 +77,15 @@ class JobQueue:
                 self._app = app
         return self._app
 
-    async def defer(self, name: str, *, lock: str | None = None,
-                    queueing_lock: str | None = None, queue: str | None = None,
-                    **args: Any) -> int | None:
+    async def defer(
+        self,
+        name: str,
+        *,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        queue: str | None = None,
+        **args: Any,
+    ) -> int | None:
         """Queue task ``name`` with ``args`` (ids only); None when an identical job (same
         ``queueing_lock``) is already waiting."""
         app = await self.app()

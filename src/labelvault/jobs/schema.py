@@ -82,13 +82,17 @@ $pin$;
 def install_job_schema(conn: psycopg.Connection) -> str:
     """Install or upgrade the job schema and (re)apply the runtime role's grants; returns the
     schema level. ``conn`` is the owner/admin connection in autocommit mode."""
-    schema, owner, app = (sql.Identifier(JOB_SCHEMA), sql.Identifier(OWNER_ROLE),
-                          sql.Identifier(RUNTIME_ROLE))
+    schema, owner, app = (
+        sql.Identifier(JOB_SCHEMA),
+        sql.Identifier(OWNER_ROLE),
+        sql.Identifier(RUNTIME_ROLE),
+    )
     target = schema_level()
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(owner))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-            schema, owner))
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(schema, owner)
+        )
         conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
         conn.execute(sql.SQL("SET LOCAL search_path = {}").format(schema))
         installed = _installed_level(conn)
@@ -100,16 +104,20 @@ def install_job_schema(conn: psycopg.Connection) -> str:
                 if level > installed:
                     conn.execute(path.read_text("utf-8").encode())
         conn.execute(_PIN_SEARCH_PATH.encode())
-        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
-            schema, sql.Literal(f"procrastinate schema level {max(target, installed or '')}")))
+        conn.execute(
+            sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                schema, sql.Literal(f"procrastinate schema level {max(target, installed or '')}")
+            )
+        )
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, app))
-        conn.execute(sql.SQL(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}"
-        ).format(schema, app))
-        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
-            schema, app))
-        conn.execute(sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {} FROM PUBLIC").format(
-            schema))
-        conn.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}").format(
-            schema, app))
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
+                schema, app
+            )
+        )
+        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, app))
+        conn.execute(sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {} FROM PUBLIC").format(schema))
+        conn.execute(
+            sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}").format(schema, app)
+        )
     return target

@@ -72,8 +72,9 @@ async def _rescue_loop(app: App, options: WorkerOptions) -> None:
         await asyncio.sleep(interval)
 
 
-async def run_worker(platform: Platform, stop_event: asyncio.Event,
-                     options: WorkerOptions | None = None) -> None:
+async def run_worker(
+    platform: Platform, stop_event: asyncio.Event, options: WorkerOptions | None = None
+) -> None:
     """Run jobs until ``stop_event`` is set (or, with ``wait=False``, until the queue is
     empty). Signals are left to the caller."""
     opts = options or WorkerOptions()
@@ -82,7 +83,7 @@ async def run_worker(platform: Platform, stop_event: asyncio.Event,
     worker = Worker(
         app,
         name=opts.name,
-        queues=opts.queues,
+        queues=list(opts.queues) if opts.queues else None,
         concurrency=opts.concurrency,
         wait=opts.wait,
         fetch_job_polling_interval=opts.poll_seconds,

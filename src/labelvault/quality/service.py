@@ -22,8 +22,9 @@ from labelvault.keys.values import project_cipher
 from labelvault.quality.agreement import agreement_for, gold_accuracy
 
 
-async def aggregates(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
-                     *, days: int = 30) -> dict[str, Any]:
+async def aggregates(
+    db: RuntimeDatabase, keys: KeyService, scope: ProjectScope, *, days: int = 30
+) -> dict[str, Any]:
     cipher = await project_cipher(keys, scope.project_id)
     async with db.project_tx(scope.project_id, scope.context("system")) as conn:
         settings = await read_settings(conn)
@@ -38,8 +39,10 @@ async def aggregates(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
             "GROUP BY 1, 2 ORDER BY 2, 1",
             [days],
         )
-        throughput = [{"annotator": str(r["annotator"]), "day": r["day"].isoformat(),
-                       "annotations": r["n"]} for r in await dcur.fetchall()]
+        throughput = [
+            {"annotator": str(r["annotator"]), "day": r["day"].isoformat(), "annotations": r["n"]}
+            for r in await dcur.fetchall()
+        ]
         await dcur.execute(
             "SELECT annotator, state, count(*) AS n FROM reviews "
             "WHERE state <> 'pending' GROUP BY 1, 2"
@@ -63,19 +66,30 @@ async def aggregates(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
             by_item: dict[uuid.UUID, list[Any]] = defaultdict(list)
             for r in await dcur.fetchall():
                 by_item[r["item_id"]].append(
-                    cipher.decrypt_json("annotations", r["id"], "result", bytes(r["result"])))
+                    cipher.decrypt_json("annotations", r["id"], "result", bytes(r["result"]))
+                )
             quality["agreement"] = agreement_for(
-                schema, {k: v for k, v in by_item.items() if len(v) >= 2})
+                schema, {k: v for k, v in by_item.items() if len(v) >= 2}
+            )
             await dcur.execute("SELECT item_id, result FROM gold_answers")
             pairs = []
             for g in await dcur.fetchall():
-                gold = cipher.decrypt_json("gold_answers", g["item_id"], "result",
-                                           bytes(g["result"]))
+                gold = cipher.decrypt_json(
+                    "gold_answers", g["item_id"], "result", bytes(g["result"])
+                )
                 pairs += [(answer, gold) for answer in by_item.get(g["item_id"], [])]
-            quality["gold_accuracy"] = {"value": gold_accuracy(pairs, schema.kind),
-                                        "answers": len(pairs)}
-        await audit_project(conn, scope.actor, "aggregates.read", resource_type="project",
-                            resource_id=scope.project_id, project_id=scope.project_id)
+            quality["gold_accuracy"] = {
+                "value": gold_accuracy(pairs, schema.kind),
+                "answers": len(pairs),
+            }
+        await audit_project(
+            conn,
+            scope.actor,
+            "aggregates.read",
+            resource_type="project",
+            resource_id=scope.project_id,
+            project_id=scope.project_id,
+        )
     decided = sum(totals.values())
     return {
         "items": items_row["n"] if items_row else 0,
@@ -84,8 +98,11 @@ async def aggregates(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope,
         "reviews": {
             "pending": pending_row["n"] if pending_row else 0,
             "decided": decided,
-            "acceptance_rate": ((totals.get("accepted", 0) + totals.get("corrected", 0))
-                                / decided if decided else None),
+            "acceptance_rate": (
+                (totals.get("accepted", 0) + totals.get("corrected", 0)) / decided
+                if decided
+                else None
+            ),
             "by_annotator": dict(per_annotator),
         },
         **quality,

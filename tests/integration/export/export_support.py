@@ -10,23 +10,22 @@ import os
 import secrets
 import subprocess
 import sys
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from tests.integration.pipeline.conftest import Team, build_team
+from tests.support.platform import ServerThread
 
 from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.jobs import run_pending_jobs
 from labelvault.platform import Platform
 from labelvault.settings import Settings
-from tests.integration.pipeline.conftest import Team, build_team
-from tests.support.platform import ServerThread
 
 LABELVAULT = str(Path(sys.executable).with_name("labelvault"))
-TEXT_SCHEMA = {"kind": "text_classification", "labels": ["spam", "ham"]}
-BOX_SCHEMA = {"kind": "image_boxes", "labels": ["car", "person"]}
+TEXT_SCHEMA: dict[str, object] = {"kind": "text_classification", "labels": ["spam", "ham"]}
+BOX_SCHEMA: dict[str, object] = {"kind": "image_boxes", "labels": ["car", "person"]}
 
 
 def marker() -> str:
@@ -42,23 +41,30 @@ async def close_team(team: Team) -> None:
         await client.aclose()
 
 
-async def annotated_text_team(platform: Platform, server: ServerThread,
-                              mark: str) -> tuple[Team, dict[str, list[str]]]:
+async def annotated_text_team(
+    platform: Platform, server: ServerThread, mark: str
+) -> tuple[Team, dict[str, list[str]]]:
     """Six texts; the annotator labels them all; the reviewer accepts three, corrects one
     (flipping its label), rejects one, leaves one pending. Returns the expected accepted labels by
     text."""
     team = await build_team(platform, server, TEXT_SCHEMA)
-    owner, a1, reviewer = (team.clients["data_owner"], team.clients["annotator"],
-                           team.clients["reviewer"])
-    rows = [{"text": f"{mark} message {n}", "subject_id": f"person-{n}",
-             "metadata": {"batch": n % 2}} for n in range(6)]
+    owner, a1, reviewer = (
+        team.clients["data_owner"],
+        team.clients["annotator"],
+        team.clients["reviewer"],
+    )
+    rows: list[dict[str, object]] = [
+        {"text": f"{mark} message {n}", "subject_id": f"person-{n}", "metadata": {"batch": n % 2}}
+        for n in range(6)
+    ]
     r = await owner.post(team.url("/imports"), content=jsonl(rows), params={"format": "jsonl"})
     assert r.status_code == 201, r.text
     for _ in range(6):
         task = (await a1.post(team.url("/tasks/next"))).json()
         label = "spam" if int(task["text"].split()[-1]) % 2 else "ham"
-        r = await a1.post(team.url(f"/tasks/{task['task_id']}/annotation"),
-                          json={"result": {"labels": [label]}})
+        r = await a1.post(
+            team.url(f"/tasks/{task['task_id']}/annotation"), json={"result": {"labels": [label]}}
+        )
         assert r.status_code == 200, r.text
     expected: dict[str, list[str]] = {}
     decisions = ["accept", "accept", "accept", "correct", "reject", None]
@@ -96,10 +102,11 @@ async def drain(platform: Platform) -> None:
     await run_pending_jobs(platform)
 
 
-async def wait_for_state(client: Any, url: str, states: set[str],
-                         timeout: float = 120) -> dict[str, Any]:
+async def wait_for_state(
+    client: Any, url: str, states: set[str], within: float = 120
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         r = await client.get(url)
         assert r.status_code == 200, r.text
@@ -116,13 +123,20 @@ def cli_env(settings: Settings, target: DatabaseTarget) -> dict[str, str]:
     for keep in ("LABELVAULT_APP_DB_PASSWORD", "LABELVAULT_LOCAL_KEK"):
         if keep in os.environ:
             env[keep] = os.environ[keep]
-    env.update(LABELVAULT_DATA_DIR=str(settings.data_dir),
-               LABELVAULT_DATABASE_URL=target.owner_dsn, LABELVAULT_LOG_LEVEL="warning",
-               PYTHONUNBUFFERED="1", COLUMNS="300", NO_COLOR="1")
+    env.update(
+        LABELVAULT_DATA_DIR=str(settings.data_dir),
+        LABELVAULT_DATABASE_URL=target.owner_dsn,
+        LABELVAULT_LOG_LEVEL="warning",
+        PYTHONUNBUFFERED="1",
+        COLUMNS="300",
+        NO_COLOR="1",
+    )
     return env
 
 
-def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [LABELVAULT, "worker", *args], env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``labelvault worker`` in a subprocess, its output going to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [LABELVAULT, "worker", *args], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+        )

@@ -11,21 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from labelvault.db.context import ProjectContext
-from labelvault.platform import Platform
 from tests.integration.export.export_support import (
     BOX_SCHEMA,
     annotated_text_team,
-    build_team,
     close_team,
     drain,
     marker,
     png_zip,
     wait_for_state,
 )
-from tests.integration.pipeline.conftest import Team
+from tests.integration.pipeline.conftest import Team, build_team
 from tests.support.platform import ServerThread
+
+from labelvault.db.context import ProjectContext
+from labelvault.platform import Platform
 
 
 @pytest.fixture
@@ -42,8 +41,9 @@ def load_with_datasets(fmt: str, path: Path, cache: Path) -> list[dict[str, Any]
     import datasets
 
     builder = {"jsonl": "json", "parquet": "parquet", "csv": "csv"}[fmt]
-    ds = datasets.load_dataset(builder, data_files=str(path), split="train",
-                               cache_dir=str(cache / "datasets"))
+    ds = datasets.load_dataset(
+        builder, data_files=str(path), split="train", cache_dir=str(cache / "datasets")
+    )
     return [dict(row) for row in ds]
 
 
@@ -143,11 +143,15 @@ async def test_two_person_flow_and_one_time_download(
         # the audit trail: request, approve, built, link, download, with the manifest hash
         r = await owner.get(team.url("/audit"), params={"limit": 200})
         assert r.status_code == 200, r.text
-        events = [e for e in r.json()["events"]
-                  if e.get("resource_id") == built["export_id"]]
+        events = [e for e in r.json()["events"] if e.get("resource_id") == built["export_id"]]
         actions = {e["action"]: e for e in events}
-        assert {"export.request", "export.approve", "export.built", "export.link",
-                "export.download"} <= set(actions)
+        assert {
+            "export.request",
+            "export.approve",
+            "export.built",
+            "export.link",
+            "export.download",
+        } <= set(actions)
         assert actions["export.request"]["actor_id"] == str(team.users["data_owner"].id)
         assert actions["export.approve"]["actor_id"] == str(team.users["manager"].id)
         for action in ("export.built", "export.download"):
@@ -165,8 +169,7 @@ async def test_expired_link_rejection_and_no_approval_projects(
     try:
         owner, manager = team.clients["data_owner"], team.clients["manager"]
         # a rejected export never builds and can no longer be approved
-        r = await manager.post(team.url("/exports"), json={"format": "csv",
-                                                           "only_accepted": False})
+        r = await manager.post(team.url("/exports"), json={"format": "csv", "only_accepted": False})
         rejected = r.json()
         r = await owner.post(team.url(f"/exports/{rejected['export_id']}/reject"))
         assert r.status_code == 200 and r.json()["state"] == "rejected"
@@ -176,8 +179,7 @@ async def test_expired_link_rejection_and_no_approval_projects(
         # a project that needs no second approval: approved and queued at once
         r = await manager.put(team.url("/settings"), json={"export_requires_approval": False})
         assert r.status_code == 200, r.text
-        r = await owner.post(team.url("/exports"), json={"format": "jsonl",
-                                                         "only_accepted": False})
+        r = await owner.post(team.url("/exports"), json={"format": "jsonl", "only_accepted": False})
         assert r.status_code == 201 and r.json()["state"] == "approved", r.text
         url = team.url(f"/exports/{r.json()['export_id']}")
         await drain(platform)
@@ -186,17 +188,23 @@ async def test_expired_link_rejection_and_no_approval_projects(
         # every annotation, whatever its review state
         assert built["manifest"]["counts"]["records"] == 6
         assert built["manifest"]["counts"]["by_status"] == {
-            "accepted": 3, "corrected": 1, "in_review": 1, "rejected": 1}
+            "accepted": 3,
+            "corrected": 1,
+            "in_review": 1,
+            "rejected": 1,
+        }
 
         # the list shows states and progress to managers and data owners
         listed = (await manager.get(team.url("/exports"))).json()
         assert {e["state"] for e in listed} == {"rejected", "ready"}
 
         link = (await owner.post(f"{url}/link")).json()
-        async with platform.db.project_tx(team.project_id,
-                                          ProjectContext(None, "system")) as conn:
-            await conn.execute("UPDATE exports SET download_expires_at = now() - interval "
-                               "'1 second' WHERE id = %s", [built["export_id"]])
+        async with platform.db.project_tx(team.project_id, ProjectContext(None, "system")) as conn:
+            await conn.execute(
+                "UPDATE exports SET download_expires_at = now() - interval "
+                "'1 second' WHERE id = %s",
+                [built["export_id"]],
+            )
         r = await owner.get(link["url"])
         assert r.status_code == 410 and "expired" in r.json()["detail"]
         assert (await owner.get(url)).json()["state"] == "ready"
@@ -244,8 +252,9 @@ async def test_coco_export_of_a_boxes_project(platform: Platform, server: Server
     try:
         owner, manager = team.clients["data_owner"], team.clients["manager"]
         a1, reviewer = team.clients["annotator"], team.clients["reviewer"]
-        r = await owner.post(team.url("/imports"), content=png_zip(3),
-                             params={"format": "zip", "name": "photos.zip"})
+        r = await owner.post(
+            team.url("/imports"), content=png_zip(3), params={"format": "zip", "name": "photos.zip"}
+        )
         assert r.status_code == 201, r.text
         boxes_by_task: dict[str, list[dict[str, Any]]] = {}
         for n in range(3):
@@ -254,14 +263,16 @@ async def test_coco_export_of_a_boxes_project(platform: Platform, server: Server
             boxes = [{"x": 1 + n, "y": 2, "w": 10, "h": 20, "label": "car"}]
             if n == 1:
                 boxes.append({"x": 30, "y": 5.5, "w": 8, "h": 4, "label": "person"})
-            r = await a1.post(team.url(f"/tasks/{task['task_id']}/annotation"),
-                              json={"result": {"boxes": boxes}})
+            r = await a1.post(
+                team.url(f"/tasks/{task['task_id']}/annotation"), json={"result": {"boxes": boxes}}
+            )
             assert r.status_code == 200, r.text
             boxes_by_task[task["task_id"]] = boxes
         for _ in range(3):
             review = (await reviewer.post(team.url("/reviews/next"))).json()
-            r = await reviewer.post(team.url(f"/reviews/{review['review_id']}/decision"),
-                                    json={"decision": "accept"})
+            r = await reviewer.post(
+                team.url(f"/reviews/{review['review_id']}/decision"), json={"decision": "accept"}
+            )
             assert r.status_code == 200
         r = await manager.post(team.url("/exports"), json={"format": "coco"})
         assert r.status_code == 201, r.text
@@ -288,6 +299,9 @@ async def test_coco_export_of_a_boxes_project(platform: Platform, server: Server
         person = [a for a in coco["annotations"] if a["category_id"] == 2]
         assert person and person[0]["bbox"] == [30, 5.5, 8, 4] and person[0]["area"] == 32
         assert sorted(a["bbox"][0] for a in coco["annotations"] if a["category_id"] == 1) == [
-            1, 2, 3]
+            1,
+            2,
+            3,
+        ]
     finally:
         await close_team(team)

@@ -7,11 +7,11 @@ import time
 
 import psycopg
 import pyotp
+from tests.support.platform import ServerThread, make_org, make_user, sign_in, totp_now
 
 from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.identity import throttling
 from labelvault.platform import Platform
-from tests.support.platform import ServerThread, make_org, make_user, sign_in, totp_now
 
 
 async def test_unknown_user_and_wrong_password_look_the_same(

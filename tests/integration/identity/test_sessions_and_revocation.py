@@ -6,9 +6,6 @@ import uuid
 
 import psycopg
 import pytest
-
-from labelvault.db.bootstrap import DatabaseTarget
-from labelvault.platform import Platform
 from tests.support.platform import (
     SYSTEM,
     ServerThread,
@@ -20,6 +17,9 @@ from tests.support.platform import (
     sign_in,
     token_for,
 )
+
+from labelvault.db.bootstrap import DatabaseTarget
+from labelvault.platform import Platform
 
 
 @pytest.fixture

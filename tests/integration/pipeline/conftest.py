@@ -34,8 +34,9 @@ class Team:
         return f"/api/v1/projects/{self.project_id}{path}"
 
 
-async def build_team(platform: Platform, server: ServerThread,
-                     schema: dict[str, object] | None = None) -> Team:
+async def build_team(
+    platform: Platform, server: ServerThread, schema: dict[str, object] | None = None
+) -> Team:
     org = await make_org(platform)
     project = await make_project(platform, org.id)
     team = Team(project.id, org.id)
@@ -47,16 +48,16 @@ async def build_team(platform: Platform, server: ServerThread,
         team.users[name] = user
         team.clients[name] = server.client(headers={"authorization": f"Bearer {token}"})
     if schema is not None:
-        r = await team.clients["manager"].put(team.url("/settings"),
-                                              json={"label_schema": schema})
+        r = await team.clients["manager"].put(team.url("/settings"), json={"label_schema": schema})
         assert r.status_code == 200, r.text
     return team
 
 
 @pytest.fixture
 async def team(platform: Platform, server: ServerThread) -> AsyncIterator[Team]:
-    t = await build_team(platform, server, {"kind": "text_classification",
-                                            "labels": ["spam", "ham"]})
+    t = await build_team(
+        platform, server, {"kind": "text_classification", "labels": ["spam", "ham"]}
+    )
     yield t
     for client in t.clients.values():
         await client.aclose()

@@ -14,7 +14,11 @@ def jsonl(rows: list[dict[str, object]]) -> bytes:
 
 async def test_import_annotate_review_aggregate(team: Team) -> None:
     owner, manager = team.clients["data_owner"], team.clients["manager"]
-    a1, a2, reviewer = team.clients["annotator"], team.clients["annotator2"], team.clients["reviewer"]
+    a1, a2, reviewer = (
+        team.clients["annotator"],
+        team.clients["annotator2"],
+        team.clients["reviewer"],
+    )
     r = await manager.put(team.url("/settings"), json={"overlap": 2})
     assert r.status_code == 200 and r.json()["overlap"] == 2
     rows = [{"text": f"message number {n}", "subject_id": f"person-{n % 3}"} for n in range(6)]
@@ -33,8 +37,10 @@ async def test_import_annotate_review_aggregate(team: Team) -> None:
             assert task["label_schema"]["labels"] == ["spam", "ham"]
             served[name].add(task["item_id"])
             label = "spam" if int(task["text"].split()[-1]) % 2 else "ham"
-            r = await client.post(team.url(f"/tasks/{task['task_id']}/annotation"),
-                                  json={"result": {"labels": [label]}})
+            r = await client.post(
+                team.url(f"/tasks/{task['task_id']}/annotation"),
+                json={"result": {"labels": [label]}},
+            )
             assert r.status_code == 200, r.text
         # every item once per annotator: overlap 2, never two slots of one item for one person
         assert (await client.post(team.url("/tasks/next"))).status_code == 204
@@ -45,17 +51,21 @@ async def test_import_annotate_review_aggregate(team: Team) -> None:
     r = await reviewer.post(team.url("/reviews/next"))
     review = r.json()
     assert review["content"]["text"].startswith("message number")
-    r = await reviewer.post(team.url(f"/reviews/{review['review_id']}/decision"),
-                            json={"decision": "accept"})
+    r = await reviewer.post(
+        team.url(f"/reviews/{review['review_id']}/decision"), json={"decision": "accept"}
+    )
     assert r.status_code == 200 and r.json()["state"] == "accepted"
-    r = await reviewer.post(team.url(f"/reviews/{review['review_id']}/decision"),
-                            json={"decision": "accept"})
+    r = await reviewer.post(
+        team.url(f"/reviews/{review['review_id']}/decision"), json={"decision": "accept"}
+    )
     assert r.status_code == 409
 
     stats = (await manager.get(team.url("/aggregates"))).json()
     assert stats["items"] == 6
-    assert stats["tasks_by_state"].get("submitted", 0) + stats["tasks_by_state"].get(
-        "accepted", 0) == 12
+    assert (
+        stats["tasks_by_state"].get("submitted", 0) + stats["tasks_by_state"].get("accepted", 0)
+        == 12
+    )
     assert stats["reviews"]["decided"] == 1
     assert stats["agreement"]["metric"] in ("cohen_kappa", "fleiss_kappa")
     assert stats["agreement"]["value"] == 1.0
@@ -63,34 +73,45 @@ async def test_import_annotate_review_aggregate(team: Team) -> None:
 
 
 async def test_rejection_goes_back_to_the_annotator_with_the_comment(team: Team) -> None:
-    owner, a1, reviewer = team.clients["data_owner"], team.clients["annotator"], \
-        team.clients["reviewer"]
+    owner, a1, reviewer = (
+        team.clients["data_owner"],
+        team.clients["annotator"],
+        team.clients["reviewer"],
+    )
     await owner.post(team.url("/imports"), content=b"just one line\n", params={"format": "text"})
     task = (await a1.post(team.url("/tasks/next"))).json()
-    await a1.post(team.url(f"/tasks/{task['task_id']}/annotation"),
-                  json={"result": {"labels": ["spam"]}})
+    await a1.post(
+        team.url(f"/tasks/{task['task_id']}/annotation"), json={"result": {"labels": ["spam"]}}
+    )
     review = (await reviewer.post(team.url("/reviews/next"))).json()
-    r = await reviewer.post(team.url(f"/reviews/{review['review_id']}/decision"),
-                            json={"decision": "reject"})
+    r = await reviewer.post(
+        team.url(f"/reviews/{review['review_id']}/decision"), json={"decision": "reject"}
+    )
     assert r.status_code == 422 and r.json()["field"] == "comment"
-    r = await reviewer.post(team.url(f"/reviews/{review['review_id']}/decision"),
-                            json={"decision": "reject", "comment": "it is ham"})
+    r = await reviewer.post(
+        team.url(f"/reviews/{review['review_id']}/decision"),
+        json={"decision": "reject", "comment": "it is ham"},
+    )
     assert r.status_code == 200
     again = (await a1.post(team.url("/tasks/next"))).json()
     assert again["task_id"] == task["task_id"]
     assert again["review_comment"] == "it is ham"
     assert again["annotation"] == {"labels": ["spam"]}
-    r = await a1.post(team.url(f"/tasks/{task['task_id']}/annotation"),
-                      json={"result": {"labels": ["ham"]}})
+    r = await a1.post(
+        team.url(f"/tasks/{task['task_id']}/annotation"), json={"result": {"labels": ["ham"]}}
+    )
     assert r.status_code == 200 and r.json()["version"] == 2
     review = (await reviewer.post(team.url("/reviews/next"))).json()
     assert review["result"] == {"labels": ["ham"]}
-    r = await reviewer.post(team.url(f"/reviews/{review['review_id']}/decision"),
-                            json={"decision": "correct", "result": {"labels": ["spam"]}})
+    r = await reviewer.post(
+        team.url(f"/reviews/{review['review_id']}/decision"),
+        json={"decision": "correct", "result": {"labels": ["spam"]}},
+    )
     assert r.status_code == 200
     # decided: the annotator can no longer change it
-    r = await a1.post(team.url(f"/tasks/{task['task_id']}/annotation"),
-                      json={"result": {"labels": ["ham"]}})
+    r = await a1.post(
+        team.url(f"/tasks/{task['task_id']}/annotation"), json={"result": {"labels": ["ham"]}}
+    )
     assert r.status_code == 409
 
 
@@ -98,24 +119,32 @@ async def test_invalid_results_name_the_field(team: Team) -> None:
     owner, a1 = team.clients["data_owner"], team.clients["annotator"]
     await owner.post(team.url("/imports"), content=b"hello world\n", params={"format": "text"})
     task = (await a1.post(team.url("/tasks/next"))).json()
-    for result in ({"labels": ["nope"]}, {"labels": ["spam", "ham"]}, {"labels": "spam"},
-                   {"labels": []}, {"oops": 1}):
-        r = await a1.post(team.url(f"/tasks/{task['task_id']}/annotation"),
-                          json={"result": result})
+    for result in (
+        {"labels": ["nope"]},
+        {"labels": ["spam", "ham"]},
+        {"labels": "spam"},
+        {"labels": []},
+        {"oops": 1},
+    ):
+        r = await a1.post(team.url(f"/tasks/{task['task_id']}/annotation"), json={"result": result})
         assert r.status_code == 422, result
         assert r.json()["field"]
 
 
 async def test_refusals(team: Team, platform: object) -> None:
-    owner, a1, a2 = team.clients["data_owner"], team.clients["annotator"], \
-        team.clients["annotator2"]
+    owner, a1, a2 = (
+        team.clients["data_owner"],
+        team.clients["annotator"],
+        team.clients["annotator2"],
+    )
     reviewer, manager = team.clients["reviewer"], team.clients["manager"]
     await owner.post(team.url("/imports"), content=b"one\ntwo\n", params={"format": "text"})
     mine = (await a1.post(team.url("/tasks/next"))).json()
     # another annotator's task: does not exist for them
     assert (await a2.get(team.url(f"/tasks/{mine['task_id']}"))).status_code == 404
-    r = await a2.post(team.url(f"/tasks/{mine['task_id']}/annotation"),
-                      json={"result": {"labels": ["spam"]}})
+    r = await a2.post(
+        team.url(f"/tasks/{mine['task_id']}/annotation"), json={"result": {"labels": ["spam"]}}
+    )
     assert r.status_code == 404
     # a task id of another project, and a malformed one
     assert (await a1.get(team.url(f"/tasks/{uuid.uuid4()}"))).status_code == 404

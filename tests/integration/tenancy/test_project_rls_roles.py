@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 from psycopg import errors
+from tests.support.platform import make_org, make_project
 
 from labelvault.db.context import ProjectContext
 from labelvault.platform import Platform
-from tests.support.platform import make_org, make_project
 
 
 @pytest.fixture

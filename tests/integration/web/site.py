@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 
 import httpx
 from PIL import Image, ImageDraw
-
-from labelvault.platform import Platform
 from tests.support.platform import (
     ServerThread,
     TestUser,
@@ -21,6 +19,8 @@ from tests.support.platform import (
     make_user,
     token_for,
 )
+
+from labelvault.platform import Platform
 
 ROLES = ("annotator", "annotator2", "reviewer", "manager", "data_owner")
 HOSTILE = (

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from PIL import Image, ImageChops
+from tests.integration.web.site import HOSTILE, IMAGE_SIZE, SPAN_TEXT, Site, build_site, sample_png
+from tests.support.platform import ServerThread, sign_in
 
 from labelvault.platform import Platform
 from labelvault.web.pages import safe_next
 from labelvault.web.watermark import read_mark
-from tests.integration.web.site import HOSTILE, IMAGE_SIZE, SPAN_TEXT, Site, build_site, sample_png
-from tests.support.platform import ServerThread, sign_in
 
 HTML = {"accept": "text/html,application/xhtml+xml"}
 NONCE = re.compile(r"script-src 'nonce-([A-Za-z0-9_-]{24,})' 'strict-dynamic'")

@@ -35,14 +35,16 @@ class ExportIn(BaseModel):
 @access(Permission.EXPORT_REQUEST, Scope.PROJECT)
 async def request_export(project_id: uuid.UUID, body: ExportIn, ctx: Ctx) -> dict[str, Any]:
     """Request an export; it waits for a second person's approval when the project says so."""
-    return await service.request_export(ctx.platform.db, project_scope(ctx), body.format,
-                                        body.only_accepted, jobs=ctx.platform.jobs)
+    return await service.request_export(
+        ctx.platform.db, project_scope(ctx), body.format, body.only_accepted, jobs=ctx.platform.jobs
+    )
 
 
 @router.get("")
 @access(Permission.EXPORT_REQUEST, Scope.PROJECT)
-async def list_exports(project_id: uuid.UUID, ctx: Ctx,
-                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
+async def list_exports(
+    project_id: uuid.UUID, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[dict[str, Any]]:
     return await service.list_exports(ctx.platform.db, project_scope(ctx), limit=limit)
 
 
@@ -56,8 +58,9 @@ async def get_export(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[st
 @router.post("/{export_id}/approve")
 @access(Permission.EXPORT_APPROVE, Scope.PROJECT)
 async def approve_export(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[str, Any]:
-    return await service.approve_export(ctx.platform.db, project_scope(ctx), export_id,
-                                        jobs=ctx.platform.jobs)
+    return await service.approve_export(
+        ctx.platform.db, project_scope(ctx), export_id, jobs=ctx.platform.jobs
+    )
 
 
 @router.post("/{export_id}/reject")
@@ -73,8 +76,9 @@ async def create_link(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[s
     return await service.create_download_link(ctx.platform.db, project_scope(ctx), export_id)
 
 
-def _stream(platform: Platform, chunks: Iterator[bytes], project_id: uuid.UUID,
-            blob_id: str) -> Iterator[bytes]:
+def _stream(
+    platform: Platform, chunks: Iterator[bytes], project_id: uuid.UUID, blob_id: str
+) -> Iterator[bytes]:
     yield from chunks
     # downloaded once and whole: the bundle is no longer needed
     with contextlib.suppress(BlobNotFoundError):
@@ -83,9 +87,12 @@ def _stream(platform: Platform, chunks: Iterator[bytes], project_id: uuid.UUID,
 
 @router.get("/{export_id}/download")
 @access(Permission.EXPORT_REQUEST, Scope.PROJECT)
-async def download(project_id: uuid.UUID, export_id: str, ctx: Ctx,
-                   token: Annotated[str, Query(min_length=1, max_length=200)]
-                   ) -> StreamingResponse:
+async def download(
+    project_id: uuid.UUID,
+    export_id: str,
+    ctx: Ctx,
+    token: Annotated[str, Query(min_length=1, max_length=200)],
+) -> StreamingResponse:
     """The decrypted bundle, streamed; the link is used up by this request."""
     scope = project_scope(ctx)
     cipher = await project_cipher(ctx.platform.keys, scope.project_id)
@@ -99,5 +106,8 @@ async def download(project_id: uuid.UUID, export_id: str, ctx: Ctx,
         "X-Content-Type-Options": "nosniff",
         "X-LabelVault-Bundle-SHA256": used["manifest"]["bundle"]["sha256"],
     }
-    return StreamingResponse(_stream(ctx.platform, chunks, scope.project_id, used["blob_id"]),
-                             media_type=CONTENT_TYPES[used["format"]], headers=headers)
+    return StreamingResponse(
+        _stream(ctx.platform, chunks, scope.project_id, used["blob_id"]),
+        media_type=CONTENT_TYPES[used["format"]],
+        headers=headers,
+    )

@@ -53,20 +53,29 @@ class AssignmentIn(BaseModel):
 
 
 def _settings_out(s: project_settings.ProjectSettings) -> dict[str, Any]:
-    return {"label_schema": s.label_schema, "overlap": s.overlap,
-            "auto_distribution": s.auto_distribution, "review_share": s.review_share,
-            "export_requires_approval": s.export_requires_approval,
-            "lease_seconds": s.lease_seconds}
+    return {
+        "label_schema": s.label_schema,
+        "overlap": s.overlap,
+        "auto_distribution": s.auto_distribution,
+        "review_share": s.review_share,
+        "export_requires_approval": s.export_requires_approval,
+        "lease_seconds": s.lease_seconds,
+    }
 
 
 def _task_out(view: tasks.TaskView) -> dict[str, Any]:
     return {
-        "task_id": str(view.task_id), "item_id": str(view.item_id), "kind": view.kind,
-        "text": view.text, "image_url": (
-            f"tasks/{view.task_id}/image" if view.image_blob else None),
-        "width": view.width, "height": view.height, "label_schema": view.label_schema,
+        "task_id": str(view.task_id),
+        "item_id": str(view.item_id),
+        "kind": view.kind,
+        "text": view.text,
+        "image_url": (f"tasks/{view.task_id}/image" if view.image_blob else None),
+        "width": view.width,
+        "height": view.height,
+        "label_schema": view.label_schema,
         "lease_expires_at": view.lease_expires_at.isoformat() if view.lease_expires_at else None,
-        "annotation": view.annotation, "annotation_state": view.annotation_state,
+        "annotation": view.annotation,
+        "annotation_state": view.annotation_state,
         "review_comment": view.review_comment,
     }
 
@@ -100,9 +109,13 @@ async def _read_upload(request: Request, limit: int) -> bytes:
 @router.post("/imports", status_code=201)
 @access(Permission.ITEM_IMPORT, Scope.PROJECT)
 async def create_import(
-    project_id: uuid.UUID, request: Request, ctx: Ctx,
-    format: Annotated[Literal["jsonl", "csv", "text", "zip", "image"] | None,
-                      Query(description="default: from name or content")] = None,
+    project_id: uuid.UUID,
+    request: Request,
+    ctx: Ctx,
+    format: Annotated[
+        Literal["jsonl", "csv", "text", "zip", "image"] | None,
+        Query(description="default: from name or content"),
+    ] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     on_error: Annotated[Literal["reject", "skip"], Query()] = "reject",
 ) -> JSONResponse:
@@ -112,9 +125,16 @@ async def create_import(
     """
     body = await _read_upload(request, MAX_UPLOAD_BYTES)
     try:
-        report = await import_items(ctx.platform.db, ctx.platform.keys, ctx.platform.blobs,
-                                    project_scope(ctx), io.BytesIO(body), fmt=format, name=name,
-                                    on_error=on_error)
+        report = await import_items(
+            ctx.platform.db,
+            ctx.platform.keys,
+            ctx.platform.blobs,
+            project_scope(ctx),
+            io.BytesIO(body),
+            fmt=format,
+            name=name,
+            on_error=on_error,
+        )
     except ImportRowsError as exc:
         from labelvault.api.problems import problem
 
@@ -134,17 +154,20 @@ async def next_task(project_id: uuid.UUID, ctx: Ctx) -> Response:
 @router.get("/tasks/{task_id}")
 @access(Permission.TASK_WORK, Scope.PROJECT)
 async def get_task(project_id: uuid.UUID, task_id: str, ctx: Ctx) -> dict[str, Any]:
-    return _task_out(await tasks.get_task(ctx.platform.db, ctx.platform.keys, project_scope(ctx),
-                                          task_id))
+    return _task_out(
+        await tasks.get_task(ctx.platform.db, ctx.platform.keys, project_scope(ctx), task_id)
+    )
 
 
 @router.post("/tasks/{task_id}/annotation")
 @access(Permission.TASK_WORK, Scope.PROJECT)
-async def submit(project_id: uuid.UUID, task_id: str, body: AnnotationIn,
-                 ctx: Ctx) -> dict[str, Any]:
+async def submit(
+    project_id: uuid.UUID, task_id: str, body: AnnotationIn, ctx: Ctx
+) -> dict[str, Any]:
     reviewers = await identity.project_member_ids(ctx.platform.db, project_id, "reviewer")
-    out = await tasks.submit(ctx.platform.db, ctx.platform.keys, project_scope(ctx), task_id,
-                             body.result, reviewers)
+    out = await tasks.submit(
+        ctx.platform.db, ctx.platform.keys, project_scope(ctx), task_id, body.result, reviewers
+    )
     return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in out.items()}
 
 
@@ -157,12 +180,19 @@ async def skip(project_id: uuid.UUID, task_id: str, ctx: Ctx) -> Response:
 
 @router.get("/my/annotations")
 @access(Permission.TASK_WORK, Scope.PROJECT)
-async def my_annotations(project_id: uuid.UUID, ctx: Ctx,
-                         limit: Annotated[int, Query(ge=1, le=50)] = 10) -> list[dict[str, Any]]:
-    rows = await tasks.history(ctx.platform.db, ctx.platform.keys, project_scope(ctx),
-                               limit=limit)
-    return [{**r, "annotation_id": str(r["annotation_id"]), "task_id": str(r["task_id"]),
-             "updated_at": r["updated_at"].isoformat()} for r in rows]
+async def my_annotations(
+    project_id: uuid.UUID, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=50)] = 10
+) -> list[dict[str, Any]]:
+    rows = await tasks.history(ctx.platform.db, ctx.platform.keys, project_scope(ctx), limit=limit)
+    return [
+        {
+            **r,
+            "annotation_id": str(r["annotation_id"]),
+            "task_id": str(r["task_id"]),
+            "updated_at": r["updated_at"].isoformat(),
+        }
+        for r in rows
+    ]
 
 
 @router.post("/assignments")
@@ -173,14 +203,20 @@ async def assign(project_id: uuid.UUID, body: AssignmentIn, ctx: Ctx) -> dict[st
         from labelvault.kernel.errors import NotFoundError
 
         raise NotFoundError("annotator not found in this project")
-    count = await tasks.assign(ctx.platform.db, project_scope(ctx), annotator=body.annotator_id,
-                               count=body.count, import_id=body.import_id,
-                               gold_only=body.gold_only)
+    count = await tasks.assign(
+        ctx.platform.db,
+        project_scope(ctx),
+        annotator=body.annotator_id,
+        count=body.count,
+        import_id=body.import_id,
+        gold_only=body.gold_only,
+    )
     return {"assigned": count}
 
 
 @router.get("/aggregates")
 @access(Permission.AGGREGATES_READ, Scope.PROJECT)
-async def get_aggregates(project_id: uuid.UUID, ctx: Ctx,
-                         days: Annotated[int, Query(ge=1, le=365)] = 30) -> dict[str, Any]:
+async def get_aggregates(
+    project_id: uuid.UUID, ctx: Ctx, days: Annotated[int, Query(ge=1, le=365)] = 30
+) -> dict[str, Any]:
     return await aggregates(ctx.platform.db, ctx.platform.keys, project_scope(ctx), days=days)

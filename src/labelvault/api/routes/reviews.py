@@ -34,8 +34,9 @@ def _jsonable(value: Any) -> Any:
 
 @router.get("")
 @access(Permission.REVIEW_WORK, Scope.PROJECT)
-async def review_queue(project_id: uuid.UUID, ctx: Ctx,
-                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
+async def review_queue(
+    project_id: uuid.UUID, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[dict[str, Any]]:
     rows = await reviews.queue(ctx.platform.db, project_scope(ctx), limit=limit)
     return [{k: _jsonable(v) for k, v in r.items()} for r in rows]
 
@@ -52,16 +53,25 @@ async def next_review(project_id: uuid.UUID, ctx: Ctx) -> Response:
 @router.get("/{review_id}")
 @access(Permission.REVIEW_WORK, Scope.PROJECT)
 async def get_review(project_id: uuid.UUID, review_id: str, ctx: Ctx) -> dict[str, Any]:
-    review = await reviews.get_review(ctx.platform.db, ctx.platform.keys, project_scope(ctx),
-                                      review_id)
+    review = await reviews.get_review(
+        ctx.platform.db, ctx.platform.keys, project_scope(ctx), review_id
+    )
     assert review is not None
     return {k: _jsonable(v) for k, v in review.items()}
 
 
 @router.post("/{review_id}/decision")
 @access(Permission.REVIEW_WORK, Scope.PROJECT)
-async def decide(project_id: uuid.UUID, review_id: str, body: DecisionIn,
-                 ctx: Ctx) -> dict[str, Any]:
-    out = await reviews.decide(ctx.platform.db, ctx.platform.keys, project_scope(ctx), review_id,
-                               body.decision, comment=body.comment, corrected=body.result)
+async def decide(
+    project_id: uuid.UUID, review_id: str, body: DecisionIn, ctx: Ctx
+) -> dict[str, Any]:
+    out = await reviews.decide(
+        ctx.platform.db,
+        ctx.platform.keys,
+        project_scope(ctx),
+        review_id,
+        body.decision,
+        comment=body.comment,
+        corrected=body.result,
+    )
     return {k: _jsonable(v) for k, v in out.items()}

@@ -19,8 +19,8 @@ function fail(error) {
 async function act(work, success) {
   try {
     await work();
-    if (success) flash(success, "ok");
     await refresh();
+    if (success) flash(success, "ok");
   } catch (error) {
     fail(error);
   }
