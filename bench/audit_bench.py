@@ -49,8 +49,9 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     from labelvault.settings import Settings
     from labelvault.tenancy import service as tenancy
 
-    settings = Settings(data_dir=data_dir, log_level="warning",
-                        project_pool_conn_max=max(args.writers, 4))
+    settings = Settings(
+        data_dir=data_dir, log_level="warning", project_pool_conn_max=max(args.writers, 4)
+    )
     target, _ = await asyncio.to_thread(prepare_database, settings)
     platform = Platform.create(settings, target)
     await platform.open()
@@ -59,8 +60,9 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"writers": args.writers, "cpus": os.cpu_count()}
     try:
         org = await tenancy.create_organization(platform.db, system, name="bench", region="local")
-        project = await tenancy.create_project(platform.db, platform.sealer, system,
-                                               org_id=org.id, name="bench")
+        project = await tenancy.create_project(
+            platform.db, platform.sealer, system, org_id=org.id, name="bench"
+        )
         pid = project.id
         # warm the pool
         async with platform.db.project_tx(pid, ctx) as conn:
@@ -76,9 +78,15 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 async with platform.db.project_tx(pid, ctx) as conn:
-                    await audit_project(conn, system, "item.read", resource_type="item",
-                                        resource_id=f"{w}-{i}", project_id=pid,
-                                        details={"writer": w, "i": i})
+                    await audit_project(
+                        conn,
+                        system,
+                        "item.read",
+                        resource_type="item",
+                        resource_id=f"{w}-{i}",
+                        project_id=pid,
+                        details={"writer": w, "i": i},
+                    )
                 latencies.append(time.perf_counter() - t0)
                 counts[w] += 1
                 i += 1
@@ -94,8 +102,14 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         out["append_latency_ms_p99"] = round(latencies[int(len(latencies) * 0.99)] * 1000, 2)
 
         # 2. fill to the verification size (bulk: 1000 appends a transaction)
-        body_event = build_event(system, "item.read", resource_type="item", resource_id="x" * 36,
-                                 project_id=pid, details={"n": 1})
+        body_event = build_event(
+            system,
+            "item.read",
+            resource_type="item",
+            resource_id="x" * 36,
+            project_id=pid,
+            details={"n": 1},
+        )
         async with platform.db.project_tx(pid, ctx) as conn:
             cur = await conn.execute(f"SELECT max(seq) FROM {project_schema(pid)}.audit_events")
             row = await cur.fetchone()
@@ -126,8 +140,9 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         # 4. verification
         dsn = target.owner_dsn
         t0 = time.perf_counter()
-        report = await asyncio.to_thread(verify_database, dsn, project=pid,
-                                         public_keys=[signer.verifier_key()])
+        report = await asyncio.to_thread(
+            verify_database, dsn, project=pid, public_keys=[signer.verifier_key()]
+        )
         took = time.perf_counter() - t0
         assert report.ok, report.to_json()
         n = report.chains[0].events_checked
@@ -137,15 +152,18 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
 
         with psycopg.connect(dsn) as sync_conn:
             sync_cur = sync_conn.cursor(binary=True)
-            sync_cur.execute("SELECT seq, ts_us, body, leaf, prev_hash, chain_hash FROM "
-                        f"{project_schema(pid)}.audit_events ORDER BY seq")
+            sync_cur.execute(
+                "SELECT seq, ts_us, body, leaf, prev_hash, chain_hash FROM "
+                f"{project_schema(pid)}.audit_events ORDER BY seq"
+            )
             rows = [StoredEvent(*r) for r in sync_cur.fetchall()]
         from labelvault.audit import parse_and_verify
 
         cps = [parse_and_verify(second.note, [signer.verifier_key()])]
         t0 = time.perf_counter()
-        core = verify_chain(chain_id, rows, cps,
-                            expected_origin=origin_for(settings.region, chain_id))
+        core = verify_chain(
+            chain_id, rows, cps, expected_origin=origin_for(settings.region, chain_id)
+        )
         took = time.perf_counter() - t0
         assert core.ok
         out["verify_core_events_per_s"] = round(len(rows) / took)

@@ -58,8 +58,9 @@ def _texts(n: int, chars: int) -> list[str]:
     return [secrets.token_urlsafe(chars)[:chars] for _ in range(n)]
 
 
-def _prepare(cipher: Any, dedup: bytes, ids: list[uuid.UUID], texts: list[str],
-             meta: bool) -> list[list[Any]]:
+def _prepare(
+    cipher: Any, dedup: bytes, ids: list[uuid.UUID], texts: list[str], meta: bool
+) -> list[list[Any]]:
     contents, metas, keys, lens = [], [], [], []
     for item_id, text in zip(ids, texts, strict=True):
         raw = text.encode()
@@ -82,8 +83,15 @@ def _open(cipher: Any, rows: list[tuple[Any, ...]]) -> int:
     return seen
 
 
-async def _write(platform: Any, pid: uuid.UUID, cipher: Any, texts: list[str],
-                 ids: list[uuid.UUID], meta: bool, pipelined: bool) -> float:
+async def _write(
+    platform: Any,
+    pid: uuid.UUID,
+    cipher: Any,
+    texts: list[str],
+    ids: list[uuid.UUID],
+    meta: bool,
+    pipelined: bool,
+) -> float:
     """Sequential: encrypt a batch, insert it, next. Pipelined: encrypt batch k+1 in a thread
     while the database inserts batch k (the same work, overlapped on two cores)."""
     from labelvault.db.context import ProjectContext
@@ -100,13 +108,17 @@ async def _write(platform: Any, pid: uuid.UUID, cipher: Any, texts: list[str],
     t0 = time.perf_counter()
     if not pipelined:
         for start in starts:
-            await insert(_prepare(cipher, dedup, ids[start : start + BATCH],
-                                  texts[start : start + BATCH], meta))
+            await insert(
+                _prepare(
+                    cipher, dedup, ids[start : start + BATCH], texts[start : start + BATCH], meta
+                )
+            )
         return time.perf_counter() - t0
     pending: asyncio.Task[None] | None = None
     for start in starts:
-        columns = await asyncio.to_thread(_prepare, cipher, dedup, ids[start : start + BATCH],
-                                          texts[start : start + BATCH], meta)
+        columns = await asyncio.to_thread(
+            _prepare, cipher, dedup, ids[start : start + BATCH], texts[start : start + BATCH], meta
+        )
         if pending is not None:
             await pending
         pending = asyncio.create_task(insert(columns))
@@ -115,8 +127,7 @@ async def _write(platform: Any, pid: uuid.UUID, cipher: Any, texts: list[str],
     return time.perf_counter() - t0
 
 
-async def _serve(platform: Any, pid: uuid.UUID, cipher: Any, expect: int,
-                 pipelined: bool) -> float:
+async def _serve(platform: Any, pid: uuid.UUID, cipher: Any, expect: int, pipelined: bool) -> float:
     """Sequential: fetch a page, decrypt it, next. Pipelined: fetch page k+1 while page k is
     decrypted in a thread."""
     from labelvault.db.context import ProjectContext
@@ -191,8 +202,11 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                     async with platform.db.project_tx(pid, ProjectContext(None, "system")) as c:
                         await c.execute("DELETE FROM items")
         # the cipher alone, no database: microseconds per value
-        pid = (await tenancy.create_project(platform.db, platform.sealer, system, org_id=org.id,
-                                            name="micro")).id
+        pid = (
+            await tenancy.create_project(
+                platform.db, platform.sealer, system, org_id=org.id, name="micro"
+            )
+        ).id
         cipher = await project_cipher(platform.keys, pid)
         ids = [uuid.uuid4() for _ in texts]
         raws = [t.encode() for t in texts]
@@ -223,8 +237,10 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     for style in styles:
         block: dict[str, Any] = {}
         for phase in ("write", "serve"):
-            enc, plain = rate("encrypted", f"{style}_{phase}"), rate("plaintext",
-                                                                     f"{style}_{phase}")
+            enc, plain = (
+                rate("encrypted", f"{style}_{phase}"),
+                rate("plaintext", f"{style}_{phase}"),
+            )
             block[phase] = {
                 "encrypted_items_per_s": round(enc),
                 "plaintext_items_per_s": round(plain),

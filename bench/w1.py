@@ -52,10 +52,43 @@ from labelvault.client import AsyncClient, Client, LabelVaultClientError
 LABELS = ["positive", "negative", "neutral", "mixed"]
 SCHEMA = {"kind": "text_classification", "labels": LABELS}
 WORDS = [
-    "data", "label", "model", "train", "vault", "secure", "tenant", "review", "quality",
-    "annotate", "export", "import", "token", "project", "owner", "manager", "privacy", "audit",
-    "encrypt", "key", "region", "schema", "batch", "stream", "latency", "throughput", "sample",
-    "gold", "agreement", "kappa", "span", "image", "text", "corpus", "record", "field", "value",
+    "data",
+    "label",
+    "model",
+    "train",
+    "vault",
+    "secure",
+    "tenant",
+    "review",
+    "quality",
+    "annotate",
+    "export",
+    "import",
+    "token",
+    "project",
+    "owner",
+    "manager",
+    "privacy",
+    "audit",
+    "encrypt",
+    "key",
+    "region",
+    "schema",
+    "batch",
+    "stream",
+    "latency",
+    "throughput",
+    "sample",
+    "gold",
+    "agreement",
+    "kappa",
+    "span",
+    "image",
+    "text",
+    "corpus",
+    "record",
+    "field",
+    "value",
 ]
 LABELVAULT = str(Path(sys.executable).with_name("labelvault"))
 
@@ -187,14 +220,18 @@ class RssSampler:
         self.sample()
         return {
             "server_peak_rss_mb": round(sum(self.server_peak_kb.values()) / 1024, 1)
-            if self.server_peak_kb else None,
+            if self.server_peak_kb
+            else None,
             "server_processes": len(self.server_peak_kb),
             "worker_peak_rss_mb": round(sum(self.worker_peak_kb.values()) / 1024, 1)
-            if self.worker_peak_kb else None,
+            if self.worker_peak_kb
+            else None,
             "postgres_peak_rss_mb_max_process": round(max(self.pg_peak_kb.values()) / 1024, 1)
-            if self.pg_peak_kb else None,
+            if self.pg_peak_kb
+            else None,
             "postgres_peak_rss_mb_sum": round(sum(self.pg_peak_kb.values()) / 1024, 1)
-            if self.pg_peak_kb else None,
+            if self.pg_peak_kb
+            else None,
             "postgres_processes_seen": len(self.pg_peak_kb),
         }
 
@@ -210,21 +247,36 @@ class LocalServer:
         runtime = root / "runtime"
         runtime.mkdir(mode=0o700)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LABELVAULT_")}
-        self.env.update({
-            "LABELVAULT_DATA_DIR": str(self.data_dir), "LABELVAULT_PORT": str(self.port),
-            "LABELVAULT_HOST": "127.0.0.1", "LABELVAULT_LOG_LEVEL": "warning",
-            "XDG_RUNTIME_DIR": str(runtime), "PYTHONUNBUFFERED": "1",
-        })
+        self.env.update(
+            {
+                "LABELVAULT_DATA_DIR": str(self.data_dir),
+                "LABELVAULT_PORT": str(self.port),
+                "LABELVAULT_HOST": "127.0.0.1",
+                "LABELVAULT_LOG_LEVEL": "warning",
+                "XDG_RUNTIME_DIR": str(runtime),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self.log = (root / "serve.log").open("w")
-        self.proc = subprocess.Popen([LABELVAULT, "serve"], env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [LABELVAULT, "serve"],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
         self.worker: subprocess.Popen[bytes] | None = None
 
     def start_worker(self) -> None:
         """``labelvault worker``: builds exports (``serve`` does not run jobs itself)."""
-        self.worker = subprocess.Popen([LABELVAULT, "worker"], env=self.env, stdout=self.log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.worker = subprocess.Popen(
+            [LABELVAULT, "worker"],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     @property
     def url(self) -> str:
@@ -238,8 +290,9 @@ class LocalServer:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError("labelvault serve exited: "
-                                   + (self.root / "serve.log").read_text()[-2000:])
+                raise RuntimeError(
+                    "labelvault serve exited: " + (self.root / "serve.log").read_text()[-2000:]
+                )
             if self.ca_file.exists():
                 try:
                     ctx = ssl.create_default_context(cafile=str(self.ca_file))
@@ -292,31 +345,42 @@ async def provision(server: LocalServer, annotators: int) -> tuple[uuid.UUID, li
     await platform.open()
     operator = Actor.system("bench")
     try:
-        org = await tenancy.create_organization(platform.db, operator, name="bench-org",
-                                                region=settings.region)
-        project = await tenancy.create_project(platform.db, platform.sealer, operator,
-                                               org_id=org.id, name="w1-text", region=None)
+        org = await tenancy.create_organization(
+            platform.db, operator, name="bench-org", region=settings.region
+        )
+        project = await tenancy.create_project(
+            platform.db, platform.sealer, operator, org_id=org.id, name="w1-text", region=None
+        )
         roles = ["data_owner", "manager"] + ["annotator"] * annotators
         people = []
         for i, role in enumerate(roles):
             email = f"{role}-{i}@bench.test"
             password = identity.one_time_password()
-            user = await identity.create_user(platform.db, operator, email=email, org_id=org.id,
-                                              password=password, must_change=True)
-            await identity.set_membership(platform.db, operator, project_id=project.id,
-                                          user_id=user.id, role=role)
+            user = await identity.create_user(
+                platform.db,
+                operator,
+                email=email,
+                org_id=org.id,
+                password=password,
+                must_change=True,
+            )
+            await identity.set_membership(
+                platform.db, operator, project_id=project.id, user_id=user.id, role=role
+            )
             people.append(Person(email, password, role))
         return project.id, people
     finally:
         await platform.close()
 
 
-async def token_over_http(url: str, ctx: ssl.SSLContext, person: Person,
-                          project_id: uuid.UUID) -> str:
+async def token_over_http(
+    url: str, ctx: ssl.SSLContext, person: Person, project_id: uuid.UUID
+) -> str:
     """Sign in, replace the one-time password, enrol TOTP if required, create a token."""
     async with httpx.AsyncClient(base_url=url, verify=ctx, timeout=60) as http:
-        r = await http.post("/api/v1/auth/login",
-                            json={"email": person.email, "password": person.password})
+        r = await http.post(
+            "/api/v1/auth/login", json={"email": person.email, "password": person.password}
+        )
         r.raise_for_status()
         body = r.json()
         csrf = {"x-csrf-token": body["csrf_token"]}
@@ -326,18 +390,23 @@ async def token_over_http(url: str, ctx: ssl.SSLContext, person: Person,
             r = await http.post("/api/v1/auth/mfa/totp/begin", headers=csrf)
             r.raise_for_status()
             code = pyotp.TOTP(r.json()["secret"]).now()
-            r = await http.post("/api/v1/auth/mfa/totp/confirm", headers=csrf,
-                                json={"code": code})
+            r = await http.post("/api/v1/auth/mfa/totp/confirm", headers=csrf, json={"code": code})
             r.raise_for_status()
         if body["password_change_required"]:
             new = "w1 bench " + secrets.token_urlsafe(18)
-            r = await http.post("/api/v1/auth/password", headers=csrf,
-                                json={"current_password": person.password, "new_password": new})
+            r = await http.post(
+                "/api/v1/auth/password",
+                headers=csrf,
+                json={"current_password": person.password, "new_password": new},
+            )
             if r.status_code != 204:
                 raise RuntimeError(f"password change failed: {r.status_code} {r.text[:200]}")
             person.password = new
-        r = await http.post("/api/v1/tokens", headers=csrf, json={
-            "name": "w1", "project_ids": [str(project_id)], "max_role": person.role})
+        r = await http.post(
+            "/api/v1/tokens",
+            headers=csrf,
+            json={"name": "w1", "project_ids": [str(project_id)], "max_role": person.role},
+        )
         if r.status_code != 201:
             raise RuntimeError(f"token creation failed: {r.status_code} {r.text[:200]}")
         return str(r.json()["token"])
@@ -359,8 +428,15 @@ class Stats:
         self.errors[key] = self.errors.get(key, 0) + 1
 
 
-async def annotator(url: str, verify: ssl.SSLContext | bool, token: str, project: uuid.UUID,
-                    deadline: float, stats: Stats, seed: int) -> None:
+async def annotator(
+    url: str,
+    verify: ssl.SSLContext | bool,
+    token: str,
+    project: uuid.UUID,
+    deadline: float,
+    stats: Stats,
+    seed: int,
+) -> None:
     rng = random.Random(seed)
     async with AsyncClient(url, token, verify=verify, timeout=60) as lv:
         while time.monotonic() < deadline:
@@ -389,15 +465,22 @@ def export_routes(url: str, verify: ssl.SSLContext | bool) -> bool:
     if r.status_code != 200:
         return False
     paths = r.json().get("paths", {})
-    return any(p.endswith("/exports") for p in paths) and any(
-        p.endswith("/approve") for p in paths)
+    return any(p.endswith("/exports") for p in paths) and any(p.endswith("/approve") for p in paths)
 
 
-def run_export(url: str, verify: str | bool, owner_token: str, manager_token: str,
-               project: uuid.UUID, out_dir: Path) -> dict[str, Any]:
+def run_export(
+    url: str,
+    verify: str | bool,
+    owner_token: str,
+    manager_token: str,
+    project: uuid.UUID,
+    out_dir: Path,
+) -> dict[str, Any]:
     started = time.monotonic()
-    with Client(url, owner_token, verify=verify, timeout=600) as owner, \
-            Client(url, manager_token, verify=verify, timeout=600) as manager:
+    with (
+        Client(url, owner_token, verify=verify, timeout=600) as owner,
+        Client(url, manager_token, verify=verify, timeout=600) as manager,
+    ):
         export = owner.request_export(project, "jsonl", only_accepted=False)
         status = owner.export_status(project, export.export_id)
         if not status.ready:
@@ -405,18 +488,27 @@ def run_export(url: str, verify: str | bool, owner_token: str, manager_token: st
         owner.wait_for_export(project, export.export_id, max_wait=1800, interval=0.25)
         ready_s = time.monotonic() - started
         got = owner.download_export(project, export.export_id, out_dir / "export.out")
-    return {"export_s": round(time.monotonic() - started, 3),
-            "export_ready_s": round(ready_s, 3), "export_bytes": got.bytes}
+    return {
+        "export_s": round(time.monotonic() - started, 3),
+        "export_ready_s": round(ready_s, 3),
+        "export_bytes": got.bytes,
+    }
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"config": {
-        "items": args.items, "annotators": args.annotators, "seconds": args.seconds,
-        "mode": "remote" if args.url else "local-subprocess", "cpus": os.cpu_count(),
-        "python": sys.version.split()[0], "http": "HTTP/1.1 keep-alive, one pool per annotator",
-        "note": "client and server share this host" if not args.url else None,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }}
+    out: dict[str, Any] = {
+        "config": {
+            "items": args.items,
+            "annotators": args.annotators,
+            "seconds": args.seconds,
+            "mode": "remote" if args.url else "local-subprocess",
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "http": "HTTP/1.1 keep-alive, one pool per annotator",
+            "note": "client and server share this host" if not args.url else None,
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
+    }
     root = Path(tempfile.mkdtemp(prefix="lv-w1-"))
     server: LocalServer | None = None
     sampler: RssSampler | None = None
@@ -458,18 +550,33 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             t = time.monotonic()
             report = owner.import_file(project, data)
             import_s = time.monotonic() - t
-        out["import"] = {"items_added": report.items_added, "bytes": size,
-                         "seconds": round(import_s, 3)}
+        out["import"] = {
+            "items_added": report.items_added,
+            "bytes": size,
+            "seconds": round(import_s, 3),
+        }
         out["import_items_per_s"] = round(report.items_added / import_s, 1)
 
         # annotate
         stats = Stats()
         t = time.monotonic()
         deadline = t + args.seconds
-        await asyncio.gather(*(annotator(url, verify if isinstance(verify, bool) else
-                                         ssl.create_default_context(cafile=verify), tok,
-                                         project, deadline, stats, i)
-                               for i, tok in enumerate(tokens)))
+        await asyncio.gather(
+            *(
+                annotator(
+                    url,
+                    verify
+                    if isinstance(verify, bool)
+                    else ssl.create_default_context(cafile=verify),
+                    tok,
+                    project,
+                    deadline,
+                    stats,
+                    i,
+                )
+                for i, tok in enumerate(tokens)
+            )
+        )
         elapsed = time.monotonic() - t
         out["annotations"] = stats.annotations
         out["annotate_s"] = round(elapsed, 2)
@@ -480,8 +587,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         out["ran_out_of_tasks"] = stats.empty > 0
 
         # export
-        if export_routes(url, verify if isinstance(verify, bool) else
-                         ssl.create_default_context(cafile=verify)):
+        if export_routes(
+            url, verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
+        ):
             try:
                 out.update(run_export(url, verify, owner_token, manager_token, project, root))
             except LabelVaultClientError as exc:

@@ -26,8 +26,10 @@ def build_key_provider(settings: Settings) -> KeyProvider:
     if kind == "local":
         if settings.local_kek is not None:
             # the per-project salts that make crypto-shredding possible live in the data dir
-            opts = {"operator_key": settings.local_kek.get_secret_value(),
-                    "directory": settings.data_dir / "keys"}
+            opts = {
+                "operator_key": settings.local_kek.get_secret_value(),
+                "directory": settings.data_dir / "keys",
+            }
         else:
             opts = {"directory": settings.data_dir / "keys"}
     elif kind == "aws-kms":
@@ -40,8 +42,12 @@ def build_key_provider(settings: Settings) -> KeyProvider:
 def build_blob_store(settings: Settings) -> BlobStore:
     if settings.blob_store == "local":
         return make_blob_store("local", root=settings.data_dir.resolve() / "blobs")
-    return make_blob_store("s3", endpoint_url=settings.s3_endpoint_url,
-                           region_name=settings.s3_region, bucket_prefix=settings.s3_bucket_prefix)
+    return make_blob_store(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        bucket_prefix=settings.s3_bucket_prefix,
+    )
 
 
 def prepare_database(

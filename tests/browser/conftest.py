@@ -11,8 +11,14 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("LABELVAULT_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,8 +36,7 @@ async def browser() -> AsyncIterator[Any]:
 
     ARTIFACTS.mkdir(exist_ok=True)
     async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                            args=ARGS)
+        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         try:
             yield chromium
         finally:

@@ -36,13 +36,17 @@ class Watch:
 async def enrol_totp(server: ServerThread, user: TestUser) -> None:
     """Give a project member an authenticator (over the API), so the UI asks for a code."""
     async with server.client() as client:
-        r = await client.post("/api/v1/auth/login",
-                              json={"email": user.email, "password": user.password})
+        r = await client.post(
+            "/api/v1/auth/login", json={"email": user.email, "password": user.password}
+        )
         csrf = r.json()["csrf_token"]
         r = await client.post("/api/v1/auth/mfa/totp/begin", headers={"x-csrf-token": csrf})
         user.totp_secret = r.json()["secret"]
-        r = await client.post("/api/v1/auth/mfa/totp/confirm", headers={"x-csrf-token": csrf},
-                              json={"code": totp_now(user.totp_secret)})
+        r = await client.post(
+            "/api/v1/auth/mfa/totp/confirm",
+            headers={"x-csrf-token": csrf},
+            json={"code": totp_now(user.totp_secret)},
+        )
         assert r.status_code == 200, r.text
 
 
@@ -56,8 +60,9 @@ async def site(platform: Platform, server: ServerThread) -> AsyncIterator[Site]:
 
 
 async def open_context(browser: Any, server: ServerThread) -> tuple[Any, Any, Watch]:
-    context = await browser.new_context(ignore_https_errors=True, base_url=server.url,
-                                        viewport={"width": 1280, "height": 900})
+    context = await browser.new_context(
+        ignore_https_errors=True, base_url=server.url, viewport={"width": 1280, "height": 900}
+    )
     context.set_default_timeout(TIMEOUT)
     watch = Watch()
 
@@ -151,9 +156,12 @@ async def test_annotator_journey(browser: Any, server: ServerThread, site: Site)
     await page.click(f"a[href='/projects/{text_project}/annotate']")
     seen: list[str] = []
     for n in range(3):
-        await until(page,
+        await until(
+            page,
             "prev => { const t = document.querySelector('[data-testid=item-text]');"
-            " return t && t.textContent && !prev.includes(t.textContent); }", seen)
+            " return t && t.textContent && !prev.includes(t.textContent); }",
+            seen,
+        )
         shown = await text_of(page)
         assert shown in HOSTILE
         seen.append(shown)
@@ -164,8 +172,9 @@ async def test_annotator_journey(browser: Any, server: ServerThread, site: Site)
         pressed = f"[data-testid=label-{n % 2 + 1}]"
         assert await page.get_attribute(pressed, "aria-pressed") == "true"
         await page.keyboard.press("Enter")
-        await until(page,
-            f"() => document.querySelectorAll('[data-testid=history] li').length === {n + 1}")
+        await until(
+            page, f"() => document.querySelectorAll('[data-testid=history] li').length === {n + 1}"
+        )
     await page.wait_for_selector("text=No task for you right now")
     assert sorted(seen) == sorted(HOSTILE)
     assert await page.evaluate("window.__pwned") is None
@@ -205,10 +214,17 @@ async def test_annotator_journey(browser: Any, server: ServerThread, site: Site)
     )
     statuses = dict(replays)
     assert statuses == {
-        "GET /tasks/" + other_task: 404, f"GET /tasks/{other_task}/image": 404,
-        f"POST /tasks/{other_task}/annotation": 404, f"POST /tasks/{other_task}/skip": 404,
-        "GET /reviews": 403, "POST /reviews/next": 403, "GET /exports": 403,
-        "POST /exports": 403, "GET /aggregates": 403, "GET /audit": 403, "GET /members": 403,
+        "GET /tasks/" + other_task: 404,
+        f"GET /tasks/{other_task}/image": 404,
+        f"POST /tasks/{other_task}/annotation": 404,
+        f"POST /tasks/{other_task}/skip": 404,
+        "GET /reviews": 403,
+        "POST /reviews/next": 403,
+        "GET /exports": 403,
+        "POST /exports": 403,
+        "GET /aggregates": 403,
+        "GET /audit": 403,
+        "GET /members": 403,
         f"GET /api/v1/orgs/{site.org_id}/users": 403,
         next(k for k in statuses if k.endswith("/tasks/next")): 404,
     }
@@ -216,9 +232,9 @@ async def test_annotator_journey(browser: Any, server: ServerThread, site: Site)
     # -- an entity span selected with the mouse (after two astral characters) -------------------
     await page.goto("/")
     await page.click(f"a[href='/projects/{span_project}/annotate']")
-    await until(page,
-        "t => document.querySelector('[data-testid=item-text]')?.textContent === t",
-        SPAN_TEXT)
+    await until(
+        page, "t => document.querySelector('[data-testid=item-text]')?.textContent === t", SPAN_TEXT
+    )
     box = await page.evaluate(
         """word => {
           const body = document.querySelector('[data-testid=item-text]');
@@ -226,7 +242,9 @@ async def test_annotator_journey(browser: Any, server: ServerThread, site: Site)
           const range = document.createRange(); range.setStart(node, at);
           range.setEnd(node, at + word.length); const r = range.getBoundingClientRect();
           return {left: r.left, right: r.right, y: r.top + r.height / 2};
-        }""", "Alice")
+        }""",
+        "Alice",
+    )
     await page.mouse.move(box["left"] + 1, box["y"])
     await page.mouse.down()
     await page.mouse.move(box["right"] - 1, box["y"], steps=5)
@@ -250,7 +268,9 @@ async def test_annotator_journey(browser: Any, server: ServerThread, site: Site)
         """async url => {
           const r = await fetch(url, {headers: {accept: 'image/png'}});
           return Array.from(new Uint8Array(await r.arrayBuffer()));
-        }""", image.url)
+        }""",
+        image.url,
+    )
     mark = read_mark(bytes(png))
     assert mark is not None
     assert mark["email"] == site.users["annotator"].email
@@ -307,8 +327,10 @@ async def test_data_owner_imports_and_requests_an_export(
     context, page, watch = await open_context(browser, server)
     await ui_sign_in(page, site.users["data_owner"])
     await page.click(f"a[href='/projects/{site.projects['text']}/data']")
-    await page.set_input_files("[data-testid=import-file]", files=[{
-        "name": "more.txt", "mimeType": "text/plain", "buffer": b"one more message\n"}])
+    await page.set_input_files(
+        "[data-testid=import-file]",
+        files=[{"name": "more.txt", "mimeType": "text/plain", "buffer": b"one more message\n"}],
+    )
     await page.click("[data-testid=import-button]")
     await page.wait_for_selector("text=Imported: 1 item(s) added.")
     await page.click("[data-testid=request-export]")

@@ -17,6 +17,7 @@ from labelvault.api.routes import ROUTERS
 from labelvault.api.security import ACCESS_ATTR, RouteDeclarationError
 from labelvault.audit.checkpointer import run_periodically
 from labelvault.audit.sealer import run_sealer
+from labelvault.jobs.worker import WorkerOptions, run_worker
 from labelvault.platform import Platform
 from labelvault.web import install_web
 
@@ -59,6 +60,10 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
             asyncio.create_task(run_sealer(platform.db, stop), name="audit-sealer"),
             asyncio.create_task(run_periodically(platform, stop), name="checkpoints"),
         ]
+        if platform.target.embedded is not None:  # embedded default: one command does all
+            # the standard queue only: dedicated queues belong to dedicated workers
+            jobs = run_worker(platform, stop, WorkerOptions(queues=("default",)))
+            background.append(asyncio.create_task(jobs, name="jobs"))
         try:
             yield
         finally:

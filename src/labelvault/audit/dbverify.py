@@ -334,9 +334,7 @@ def verify_database(
         chains = _chains(conn)
         if project is not None:
             wanted = project_chain_id(project)
-            if wanted not in chains and not (
-                checkpoint_dir and (checkpoint_dir / wanted).is_dir()
-            ):
+            if wanted not in chains and not (checkpoint_dir and (checkpoint_dir / wanted).is_dir()):
                 raise InvalidInputError(f"no audit chain for project {project}")
             chains = {wanted: chains.get(wanted)}
         elif checkpoint_dir is not None and checkpoint_dir.is_dir():

@@ -74,9 +74,7 @@ class TrailFilters:
     def __post_init__(self) -> None:
         for name in ("actor_id", "resource_type", "resource_id"):
             value = getattr(self, name)
-            if value is not None and (
-                not value or len(value) > 200 or not value.isprintable()
-            ):
+            if value is not None and (not value or len(value) > 200 or not value.isprintable()):
                 raise InvalidInputError(f"{name} filter is malformed", field=name)
         if self.action is not None and (
             len(self.action) > 200 or not _ACTION_FILTER_RE.fullmatch(self.action)
@@ -109,8 +107,9 @@ class TrailPage:
     next_cursor: int | None = None
 
 
-def _query(table: str, f: TrailFilters, extra: str = "", extra_params: list[Any] | None = None
-           ) -> tuple[str, list[Any]]:
+def _query(
+    table: str, f: TrailFilters, extra: str = "", extra_params: list[Any] | None = None
+) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = list(extra_params or [])
     if extra:
@@ -168,8 +167,13 @@ def project_reader(roles: frozenset[Role] | set[Role]) -> tuple[str, bool]:
 
 
 async def read_project_trail(
-    platform: Platform, actor: Actor, roles: frozenset[Role], project_id: uuid.UUID,
-    filters: TrailFilters, *, org_id: uuid.UUID | None = None,
+    platform: Platform,
+    actor: Actor,
+    roles: frozenset[Role],
+    project_id: uuid.UUID,
+    filters: TrailFilters,
+    *,
+    org_id: uuid.UUID | None = None,
 ) -> TrailPage:
     role, privileged = project_reader(roles)
     ctx = ProjectContext(actor.user_id, role)
@@ -178,8 +182,14 @@ async def read_project_trail(
     async with platform.db.project_tx(project_id, ctx) as conn:
         page = await _page(conn, sql, params, filters.limit)
         await audit_project(
-            conn, actor, "audit.read", resource_type="audit_trail", resource_id=project_id,
-            project_id=project_id, org_id=org_id, privileged=privileged,
+            conn,
+            actor,
+            "audit.read",
+            resource_type="audit_trail",
+            resource_id=project_id,
+            project_id=project_id,
+            org_id=org_id,
+            privileged=privileged,
             reason=ADMIN_REASON if privileged else None,
             details={**filters.details(), "count": len(page.events)},
         )
@@ -195,8 +205,14 @@ async def read_org_trail(
     async with platform.db.control_tx(ControlContext.for_actor(actor)) as conn:
         page = await _page(conn, sql, params, filters.limit)
         await audit_control(
-            conn, actor, "audit.read", resource_type="audit_trail", resource_id=org_id,
-            org_id=org_id, privileged=privileged, reason=ADMIN_REASON if privileged else None,
+            conn,
+            actor,
+            "audit.read",
+            resource_type="audit_trail",
+            resource_id=org_id,
+            org_id=org_id,
+            privileged=privileged,
+            reason=ADMIN_REASON if privileged else None,
             details={**filters.details(), "count": len(page.events)},
         )
     return page
@@ -247,8 +263,13 @@ async def _export_stream(
 
 
 async def export_project_trail(
-    platform: Platform, actor: Actor, roles: frozenset[Role], project_id: uuid.UUID, *,
-    org_id: uuid.UUID | None = None, reason: str | None = None,
+    platform: Platform,
+    actor: Actor,
+    roles: frozenset[Role],
+    project_id: uuid.UUID,
+    *,
+    org_id: uuid.UUID | None = None,
+    reason: str | None = None,
 ) -> AsyncIterator[bytes]:
     """The export's lines (an async iterator); the export is recorded before it starts."""
     role, privileged = project_reader(roles)
@@ -257,8 +278,14 @@ async def export_project_trail(
     async def record() -> int:
         async with platform.db.project_tx(project_id, ctx) as conn:
             return await audit_project(
-                conn, actor, "audit.export", resource_type="audit_trail", resource_id=project_id,
-                project_id=project_id, org_id=org_id, privileged=privileged or reason is not None,
+                conn,
+                actor,
+                "audit.export",
+                resource_type="audit_trail",
+                resource_id=project_id,
+                project_id=project_id,
+                org_id=org_id,
+                privileged=privileged or reason is not None,
                 reason=reason or (ADMIN_REASON if privileged else None),
             )
 
@@ -273,8 +300,13 @@ async def export_control_trail(
     async def record() -> int:
         async with platform.db.control_tx(ControlContext.system_context()) as conn:
             return await audit_control(
-                conn, actor, "audit.export", resource_type="audit_trail",
-                resource_id=CONTROL_CHAIN, privileged=True, reason=reason,
+                conn,
+                actor,
+                "audit.export",
+                resource_type="audit_trail",
+                resource_id=CONTROL_CHAIN,
+                privileged=True,
+                reason=reason,
             )
 
     return await _export_stream(platform, CONTROL_CHAIN, record)

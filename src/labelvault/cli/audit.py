@@ -19,7 +19,8 @@ from labelvault.platform import Platform, prepare_database
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail.")
 DataDir = typer.Option(None, "--data-dir", help="data directory (LABELVAULT_DATA_DIR)")
 PublicKey = typer.Option(
-    None, "--public-key",
+    None,
+    "--public-key",
     help="verifier key (name+id+key) or @FILE; repeatable. With it the database is not "
     "trusted for the key.",
 )
@@ -32,7 +33,9 @@ def verify(
         None, "--checkpoints", help="external checkpoint directory (<dir>/<chain id>/<size>.note)"
     ),
     dsn: str | None = typer.Option(
-        None, "--dsn", envvar="LABELVAULT_AUDIT_VERIFY_DSN",
+        None,
+        "--dsn",
+        envvar="LABELVAULT_AUDIT_VERIFY_DSN",
         help="database to read (superuser or BYPASSRLS role); default: the configured one",
     ),
     public_key: list[str] | None = PublicKey,
@@ -53,8 +56,14 @@ def verify(
             target, _ = prepare_database(settings, run_migrations=False)
             dsn = target.owner_dsn
             region = region or settings.region
-        report = verify_database(dsn, project=project_id, checkpoint_dir=checkpoints,
-                                 public_keys=keys, region=region, check_bodies=check_bodies)
+        report = verify_database(
+            dsn,
+            project=project_id,
+            checkpoint_dir=checkpoints,
+            public_keys=keys,
+            region=region,
+            check_bodies=check_bodies,
+        )
     except LabelVaultError as exc:
         fail(exc.message, 2)
     typer.echo(report.to_json() if as_json else format_text(report))
@@ -125,7 +134,10 @@ def export(
             lines = await trail.export_control_trail(platform, OPERATOR)
         else:
             lines = await trail.export_project_trail(
-                platform, OPERATOR, frozenset({Role.SYSTEM_ADMIN}), project_id,
+                platform,
+                OPERATOR,
+                frozenset({Role.SYSTEM_ADMIN}),
+                project_id,
                 reason=trail.OPERATOR_REASON,
             )
         count = 0

@@ -57,8 +57,10 @@ class FileResult:
 
 def _count_lines(path: Path, fmt: str | None) -> int | None:
     """An estimate of the rows in a line-based file (for the progress total)."""
-    if path.is_dir() or (fmt not in (None, "jsonl", "csv", "tsv", "text")) or (
-        fmt is None and path.suffix.lower() not in _LINE_FORMATS
+    if (
+        path.is_dir()
+        or (fmt not in (None, "jsonl", "csv", "tsv", "text"))
+        or (fmt is None and path.suffix.lower() not in _LINE_FORMATS)
     ):
         return None
     lines, last = 0, b"\n"
@@ -84,12 +86,17 @@ class _Reporter:
     def __enter__(self) -> _Reporter:
         if self.live:
             counter = (
-                [DownloadColumn(), TransferSpeedColumn()] if self.unit == "bytes"
+                [DownloadColumn(), TransferSpeedColumn()]
+                if self.unit == "bytes"
                 else [MofNCompleteColumn(), TextColumn("rows")]
             )
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), *counter, TimeElapsedColumn(),
-                console=self.console, transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                *counter,
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
             )
             self.progress.start()
         return self
@@ -127,8 +134,9 @@ def _summary(results: list[FileResult]) -> None:
         errors = "; ".join(f"{line}: {reason}" for line, reason in r.errors[:_SHOWN_ERRORS])
         if len(r.errors) > _SHOWN_ERRORS:
             errors += f"; … {r.rejected - _SHOWN_ERRORS} more"
-        table.add_row(str(r.path), r.format, str(r.added), str(r.duplicates), str(r.rejected),
-                      errors or "-")
+        table.add_row(
+            str(r.path), r.format, str(r.added), str(r.duplicates), str(r.rejected), errors or "-"
+        )
     Console(width=max(Console().width, 120)).print(table)
 
 
@@ -145,19 +153,32 @@ async def _importer_actor(platform: Platform, project_id: uuid.UUID, email: str 
     from labelvault import identity
 
     if email is None:
-        return Actor(kind=ActorKind.SYSTEM, user_id=OPERATOR_IMPORTER, is_system_admin=True,
-                     label="cli")
+        return Actor(
+            kind=ActorKind.SYSTEM, user_id=OPERATOR_IMPORTER, is_system_admin=True, label="cli"
+        )
     user = await identity.find_user_by_email(platform.db, OPERATOR, email)
     members = await identity.list_memberships(platform.db, OPERATOR, project_id=project_id)
     if not any(m.user_id == user.id and m.role in _IMPORTING_ROLES for m in members):
-        raise InvalidInputError(f"{email} is not a data owner or manager of this project",
-                                field="as")
-    return Actor(kind=ActorKind.SYSTEM, user_id=user.id, org_id=user.org_id,
-                 is_system_admin=True, label="cli")
+        raise InvalidInputError(
+            f"{email} is not a data owner or manager of this project", field="as"
+        )
+    return Actor(
+        kind=ActorKind.SYSTEM,
+        user_id=user.id,
+        org_id=user.org_id,
+        is_system_admin=True,
+        label="cli",
+    )
 
 
-def _import_local(files: list[Path], project: str, fmt: str | None, on_error: OnErrorOpt,
-                  as_user: str | None, data_dir: Path | None) -> None:
+def _import_local(
+    files: list[Path],
+    project: str,
+    fmt: str | None,
+    on_error: OnErrorOpt,
+    as_user: str | None,
+    data_dir: Path | None,
+) -> None:
     from labelvault.access.scope import ProjectScope
     from labelvault.datasets.service import ImportRowsError, import_items
     from labelvault.kernel.ids import parse_id
@@ -169,20 +190,30 @@ def _import_local(files: list[Path], project: str, fmt: str | None, on_error: On
 
     async def go(platform: Platform) -> None:
         try:
-            project_id = (await tenancy.get_project(platform.db, OPERATOR,
-                                                    parse_id(project, what="project"))).id
+            project_id = (
+                await tenancy.get_project(platform.db, OPERATOR, parse_id(project, what="project"))
+            ).id
         except NotFoundError:
             raise NotFoundError(f"project {project} not found (give its id)") from None
         actor = await _importer_actor(platform, project_id, as_user)
-        scope = ProjectScope(project_id, actor, "system",
-                             privileged_reason="operator import (labelvault import)")
+        scope = ProjectScope(
+            project_id, actor, "system", privileged_reason="operator import (labelvault import)"
+        )
         with _Reporter(unit="rows") as reporter:
             for path in files:
                 reporter.start(path.name, _count_lines(path, fmt))
                 try:
                     report = await import_items(
-                        platform.db, platform.keys, platform.blobs, scope, str(path), fmt=fmt,
-                        name=path.name, on_error=on_error, progress=reporter.advance)
+                        platform.db,
+                        platform.keys,
+                        platform.blobs,
+                        scope,
+                        str(path),
+                        fmt=fmt,
+                        name=path.name,
+                        on_error=on_error,
+                        progress=reporter.advance,
+                    )
                 except ImportRowsError as exc:
                     results.append(_from_report(path, exc.report.as_dict(), added=0))
                     failure.append(f"{path}: {exc.message}")
@@ -202,8 +233,11 @@ def _import_local(files: list[Path], project: str, fmt: str | None, on_error: On
 
 def _from_report(path: Path, d: dict[str, Any], added: int | None = None) -> FileResult:
     return FileResult(
-        path, str(d.get("format", "?")), d.get("items_added", 0) if added is None else added,
-        int(d.get("duplicates", 0)), int(d.get("rejected", 0)),
+        path,
+        str(d.get("format", "?")),
+        d.get("items_added", 0) if added is None else added,
+        int(d.get("duplicates", 0)),
+        int(d.get("rejected", 0)),
         [(int(e.get("line", 0)), str(e.get("reason", ""))) for e in d.get("errors", [])],
     )
 
@@ -211,19 +245,28 @@ def _from_report(path: Path, d: dict[str, Any], added: int | None = None) -> Fil
 # -- remote -----------------------------------------------------------------------------------
 
 
-def remote_client(url: str, token_file: Path | None, ca_file: Path | None,
-                  timeout: float = 300) -> Any:
+def remote_client(
+    url: str, token_file: Path | None, ca_file: Path | None, timeout: float = 300
+) -> Any:
     from labelvault.client import Client, LabelVaultClientError
 
     try:
-        return Client(url, token_file=token_file, verify=str(ca_file) if ca_file else True,
-                      timeout=timeout)
+        return Client(
+            url, token_file=token_file, verify=str(ca_file) if ca_file else True, timeout=timeout
+        )
     except LabelVaultClientError as exc:
         fail(exc.detail)
 
 
-def _import_remote(files: list[Path], project: str, fmt: str | None, on_error: OnErrorOpt,
-                   url: str, token_file: Path | None, ca_file: Path | None) -> None:
+def _import_remote(
+    files: list[Path],
+    project: str,
+    fmt: str | None,
+    on_error: OnErrorOpt,
+    url: str,
+    token_file: Path | None,
+    ca_file: Path | None,
+) -> None:
     from labelvault.client import Invalid, LabelVaultClientError
 
     results: list[FileResult] = []
@@ -243,17 +286,27 @@ def _import_remote(files: list[Path], project: str, fmt: str | None, on_error: O
                 failure = f"{path}: {exc.detail}"
                 break
             except LabelVaultClientError as exc:
-                failure = f"{path}: {exc.detail} ({exc.status})" if exc.status else \
-                    f"{path}: {exc.detail}"
+                failure = (
+                    f"{path}: {exc.detail} ({exc.status})"
+                    if exc.status
+                    else f"{path}: {exc.detail}"
+                )
                 break
             except ValueError:
                 failure = f"{project}: not a project id"
                 break
             finally:
                 rep.finish()
-            results.append(FileResult(path, report.format, report.items_added,
-                                      report.duplicates, report.rejected,
-                                      [(e.line, e.reason) for e in report.errors]))
+            results.append(
+                FileResult(
+                    path,
+                    report.format,
+                    report.items_added,
+                    report.duplicates,
+                    report.rejected,
+                    [(e.line, e.reason) for e in report.errors],
+                )
+            )
     _summary(results)
     if failure:
         fail(failure)

@@ -118,8 +118,10 @@ def _print_report(report: RotationReport) -> None:
         if count:
             typer.echo(f"  {label}: {count}")
     for label, ids in sorted(report.failed.items()):
-        typer.echo(f"  {label}: {len(ids)}+ values could not be decrypted (left as they are): "
-                   + ", ".join(ids))
+        typer.echo(
+            f"  {label}: {len(ids)}+ values could not be decrypted (left as they are): "
+            + ", ".join(ids)
+        )
     if report.retired:
         typer.echo(f"  destroyed old versions: {', '.join(map(str, report.retired))}")
     if report.pending:
@@ -162,7 +164,9 @@ def rotate(
         async def go_kek(platform: Platform) -> tuple[int, int]:
             rotated, rewrapped = await platform.keys.rotate_kek()
             await _audit(
-                platform, "keys.kek_rotate", resource_id=platform.keys.provider.name,
+                platform,
+                "keys.kek_rotate",
+                resource_id=platform.keys.provider.name,
                 details={"keks_rotated": rotated, "data_keys_rewrapped": rewrapped},
             )
             return rotated, rewrapped
@@ -178,15 +182,27 @@ def rotate(
         pid = None if control else await _project_id(platform, str(project))
         with _progress() as progress:
             report = await rotate_scope(
-                platform.db, platform.keys, platform.blobs, pid,
-                batch_size=batch_size, progress=_Bar(progress), retire_grace_s=retire_grace,
-                batch_delay_s=batch_delay, wait=wait,
+                platform.db,
+                platform.keys,
+                platform.blobs,
+                pid,
+                batch_size=batch_size,
+                progress=_Bar(progress),
+                retire_grace_s=retire_grace,
+                batch_delay_s=batch_delay,
+                wait=wait,
             )
         await _audit(
-            platform, "keys.rotate", resource_id=report.scope,
+            platform,
+            "keys.rotate",
+            resource_id=report.scope,
             project_id=pid,
-            details={"to_version": report.to_version, "reencrypted": report.total_reencrypted,
-                     "retired": ",".join(map(str, report.retired)), "done": report.done},
+            details={
+                "to_version": report.to_version,
+                "reencrypted": report.total_reencrypted,
+                "retired": ",".join(map(str, report.retired)),
+                "done": report.done,
+            },
         )
         return report
 
@@ -213,18 +229,30 @@ def resume(
             try:
                 with _progress() as progress:
                     report = await reencrypt_scope(
-                        platform.db, platform.keys, platform.blobs, pid,
-                        batch_size=batch_size, progress=_Bar(progress),
-                        retire_grace_s=retire_grace, batch_delay_s=batch_delay, wait=wait,
+                        platform.db,
+                        platform.keys,
+                        platform.blobs,
+                        pid,
+                        batch_size=batch_size,
+                        progress=_Bar(progress),
+                        retire_grace_s=retire_grace,
+                        batch_delay_s=batch_delay,
+                        wait=wait,
                     )
             except LabelVaultError as exc:  # e.g. a project being deleted: go on with the rest
                 typer.echo(f"{scope}: skipped: {exc.message}", err=True)
                 continue
             await _audit(
-                platform, "keys.reencrypt", resource_id=scope, project_id=pid,
-                details={"to_version": report.to_version,
-                         "reencrypted": report.total_reencrypted,
-                         "retired": ",".join(map(str, report.retired)), "done": report.done},
+                platform,
+                "keys.reencrypt",
+                resource_id=scope,
+                project_id=pid,
+                details={
+                    "to_version": report.to_version,
+                    "reencrypted": report.total_reencrypted,
+                    "retired": ",".join(map(str, report.retired)),
+                    "done": report.done,
+                },
             )
             reports.append(report)
         return reports
@@ -251,38 +279,75 @@ def status(
 
     versions, rotations = with_platform(settings, go)
     if as_json:
-        typer.echo(json.dumps({
-            "rotate_after_encryptions": ROTATE_AFTER_ENCRYPTIONS,
-            "versions": [
-                {"scope": v.scope, "version": v.version, "state": v.state, "kek_id": v.kek_id,
-                 "encryptions": v.encryptions, "created_at": v.created_at.isoformat(),
-                 "retired_at": v.retired_at.isoformat() if v.retired_at else None,
-                 "destroyed_at": v.destroyed_at.isoformat() if v.destroyed_at else None}
-                for v in versions
-            ],
-            "rotations": [
-                {"scope": r.scope, "to_version": r.to_version, "state": r.state,
-                 "reencrypted": r.reencrypted, "batches": int(r.progress.get("batches", 0)),
-                 "started_at": r.started_at.isoformat(),
-                 "finished_at": r.finished_at.isoformat() if r.finished_at else None}
-                for r in rotations
-            ],
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "rotate_after_encryptions": ROTATE_AFTER_ENCRYPTIONS,
+                    "versions": [
+                        {
+                            "scope": v.scope,
+                            "version": v.version,
+                            "state": v.state,
+                            "kek_id": v.kek_id,
+                            "encryptions": v.encryptions,
+                            "created_at": v.created_at.isoformat(),
+                            "retired_at": v.retired_at.isoformat() if v.retired_at else None,
+                            "destroyed_at": v.destroyed_at.isoformat() if v.destroyed_at else None,
+                        }
+                        for v in versions
+                    ],
+                    "rotations": [
+                        {
+                            "scope": r.scope,
+                            "to_version": r.to_version,
+                            "state": r.state,
+                            "reencrypted": r.reencrypted,
+                            "batches": int(r.progress.get("batches", 0)),
+                            "started_at": r.started_at.isoformat(),
+                            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                        }
+                        for r in rotations
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
-    table = Table("scope", "version", "state", "KEK", "encryptions", "of rotation limit",
-                  "created", "retired / destroyed")
+    table = Table(
+        "scope",
+        "version",
+        "state",
+        "KEK",
+        "encryptions",
+        "of rotation limit",
+        "created",
+        "retired / destroyed",
+    )
     for v in versions:
         share = f"{100 * v.encryptions / ROTATE_AFTER_ENCRYPTIONS:.4f}%"
-        table.add_row(v.scope, str(v.version), v.state, v.kek_id, str(v.encryptions), share,
-                      _when(v.created_at), _when(v.destroyed_at or v.retired_at))
+        table.add_row(
+            v.scope,
+            str(v.version),
+            v.state,
+            v.kek_id,
+            str(v.encryptions),
+            share,
+            _when(v.created_at),
+            _when(v.destroyed_at or v.retired_at),
+        )
     console.print(table)
     if rotations:
-        rt = Table("scope", "to version", "state", "re-encrypted", "batches", "started",
-                   "finished")
+        rt = Table("scope", "to version", "state", "re-encrypted", "batches", "started", "finished")
         for r in rotations:
-            rt.add_row(r.scope, str(r.to_version), r.state, str(r.reencrypted),
-                       str(r.progress.get("batches", 0)), _when(r.started_at),
-                       _when(r.finished_at))
+            rt.add_row(
+                r.scope,
+                str(r.to_version),
+                r.state,
+                str(r.reencrypted),
+                str(r.progress.get("batches", 0)),
+                _when(r.started_at),
+                _when(r.finished_at),
+            )
         console.print(rt)
     running = [r for r in rotations if r.state == "running"]
     if running:

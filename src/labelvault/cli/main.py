@@ -10,7 +10,13 @@ from pathlib import Path
 import typer
 
 from labelvault.cli import admin
+from labelvault.cli.audit import audit_app
+from labelvault.cli.export import export_app
+from labelvault.cli.importer import import_command
+from labelvault.cli.keys import keys_app
+from labelvault.cli.remote import remote_app
 from labelvault.cli.runtime import OPERATOR, fail, settings_or_fail, with_platform
+from labelvault.cli.worker import worker_command
 from labelvault.kernel.errors import ConflictError, LabelVaultError
 from labelvault.platform import Platform, prepare_database
 
@@ -23,12 +29,12 @@ app.add_typer(admin.org_app, name="org")
 app.add_typer(admin.project_app, name="project")
 app.add_typer(admin.user_app, name="user")
 app.add_typer(admin.member_app, name="member")
-from labelvault.cli.audit import audit_app; app.add_typer(audit_app, name="audit")  # noqa: E402, E702, I001
-from labelvault.cli.keys import keys_app; app.add_typer(keys_app, name="keys")  # noqa: E402, E702, I001
-from labelvault.cli.worker import worker_command; app.command("worker")(worker_command)  # noqa: E402, E702, I001
-from labelvault.cli.export import export_app; app.add_typer(export_app, name="export")  # noqa: E402, E702, I001
-from labelvault.cli.importer import import_command; app.command("import")(import_command)  # noqa: E402, E702, I001
-from labelvault.cli.remote import remote_app; app.add_typer(remote_app, name="remote")  # noqa: E402, E702, I001
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+app.add_typer(export_app, name="export")
+app.add_typer(remote_app, name="remote")
+app.command("worker")(worker_command)
+app.command("import")(import_command)
 
 DataDir = typer.Option(None, "--data-dir", help="data directory (LABELVAULT_DATA_DIR)")
 

@@ -77,9 +77,7 @@ class DeletionReceipt:
         return out
 
     def canonical_json(self) -> str:
-        return json.dumps(
-            self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
-        )
+        return json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     def body(self) -> str:
         return f"{RECEIPT_ORIGIN}\n{self.canonical_json()}\n"

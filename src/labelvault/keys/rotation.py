@@ -86,7 +86,11 @@ MAX_PASSES = 3
 MAX_FAILED_IDS = 20
 SYSTEM_CTX = ProjectContext(None, "system")
 _ID_TYPES = {
-    "uuid": "uuid", "text": "text", "bigint": "bigint", "integer": "integer", "boolean": "boolean"
+    "uuid": "uuid",
+    "text": "text",
+    "bigint": "bigint",
+    "integer": "integer",
+    "boolean": "boolean",
 }
 _U32 = struct.Struct(">I")
 

@@ -41,7 +41,7 @@ from labelvault.db.context import ControlContext
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.logs import get_logger
 
-DEFAULT_TTL_S = 300.0
+DEFAULT_TTL_S = 30.0  # rotations and shreds by other servers are seen within this
 DEFAULT_MAX_SCOPES = 256
 # Persist usage counts at least this often, so the rotation threshold holds across restarts.
 COUNT_FLUSH_EVERY = 10_000

@@ -120,7 +120,16 @@ class ProjectCipher:
     plane, which only the key-rotation job uses this way (the control plane seals through
     :class:`labelvault.keys.ControlSealer`)."""
 
-    __slots__ = ("_hot", "_hot_ring", "_keys", "_last", "_places", "_project_id", "scope")
+    __slots__ = (
+        "_hot",
+        "_hot_current",
+        "_hot_ring",
+        "_keys",
+        "_last",
+        "_places",
+        "_project_id",
+        "scope",
+    )
 
     def __init__(self, keys: KeyService, project_id: uuid.UUID | None, ring: ProjectKeyring):
         self._keys = keys
@@ -129,6 +138,7 @@ class ProjectCipher:
         self._last = ring
         self._hot_ring: ProjectKeyring | None = None
         self._hot: dict[int, tuple[DataKey, Any]] = {}
+        self._hot_current: tuple[DataKey, Any] | None = None
         self._places: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 
     @property
@@ -181,14 +191,23 @@ class ProjectCipher:
     def _key(self, version: int | None) -> tuple[DataKey, Any]:
         """(data key, AEAD object) of ``version`` (None: the current key) for one operation.
 
-        AEAD objects are made once per keyring: a replaced keyring (rotation, refresh) is a new
-        object and starts a new table; a shredded one is refused by :meth:`_ring`."""
+        AEAD objects are made once per keyring object. The key service never changes a keyring
+        in place: a rotation or refresh installs a new keyring object (a new table here), and a
+        shredded one is refused by :meth:`_ring`, so nothing stale is ever used."""
         ring = self._ring()
         if ring is not self._hot_ring:
-            self._hot_ring, self._hot = ring, {}
+            self._hot_ring, self._hot, self._hot_current = ring, {}, None
         if version is None:
-            key = ring.current
-            version = key.version
+            current = self._hot_current
+            if current is None:
+                current = self._hot_current = self._entry(ring, ring.current.version)
+            return current
+        entry = self._hot.get(version)
+        if entry is None:
+            entry = self._entry(ring, version)
+        return entry
+
+    def _entry(self, ring: ProjectKeyring, version: int) -> tuple[DataKey, Any]:
         entry = self._hot.get(version)
         if entry is None:
             key = self._lookup_in(ring, version)
@@ -204,10 +223,12 @@ class ProjectCipher:
             tail = encode_fields("r", column)
             place = (full[: len(full) - len(tail)], encode_fields(column))
             self._places[(table, column)] = place
-        row = (row_id if isinstance(row_id, str) else str(row_id)).encode("utf-8")
-        if not row or len(row) > _MAX_FIELD:
+        row = (row_id if row_id.__class__ is str else str(row_id)).encode()
+        n = len(row)
+        if not n or n > _MAX_FIELD:
             raise CryptoError("encryption context field 'row_id' must be a non-empty string")
-        return header + place[0] + _LEN.pack(len(row)) + row + place[1]
+        prefix, suffix = place
+        return b"".join((header, prefix, _LEN.pack(n), row, suffix))
 
     def encrypt(self, table: str, row_id: RowId, column: str, plaintext: bytes) -> bytes:
         if not isinstance(plaintext, (bytes, bytearray)):
@@ -254,15 +275,11 @@ class ProjectCipher:
             raise CryptoError("blobs belong to a project")
         return self._project_id
 
-    def encrypt_chunks(
-        self, table: str, row_id: RowId, chunks: Iterable[bytes]
-    ) -> Iterator[bytes]:
+    def encrypt_chunks(self, table: str, row_id: RowId, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """The encrypted stream of a blob of ``(table, row_id)`` (header, then chunks)."""
         return encrypt_stream(self._current(), self.context(table, row_id, BLOB_COLUMN), chunks)
 
-    def decrypt_chunks(
-        self, table: str, row_id: RowId, chunks: Iterable[bytes]
-    ) -> Iterator[bytes]:
+    def decrypt_chunks(self, table: str, row_id: RowId, chunks: Iterable[bytes]) -> Iterator[bytes]:
         return _decrypt_named(
             decrypt_stream(self.lookup, self.context(table, row_id, BLOB_COLUMN), chunks),
             f"blob of {table} row {row_id}",

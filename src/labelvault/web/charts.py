@@ -33,8 +33,15 @@ class BarChart:
     empty: bool
 
 
-def bar_chart(title: str, series: Sequence[tuple[str, float]], *, width: int = 520,
-              height: int = 180, percent: bool = False, top: float | None = None) -> BarChart:
+def bar_chart(
+    title: str,
+    series: Sequence[tuple[str, float]],
+    *,
+    width: int = 520,
+    height: int = 180,
+    percent: bool = False,
+    top: float | None = None,
+) -> BarChart:
     label_room, pad = 28.0, 6.0
     plot_h = height - label_room - 14
     peak = top if top is not None else max((v for _, v in series), default=0.0)
@@ -44,16 +51,32 @@ def bar_chart(title: str, series: Sequence[tuple[str, float]], *, width: int = 5
     for i, (label, value) in enumerate(series):
         h = 0.0 if peak <= 0 else max(0.0, value) / peak * plot_h
         text = f"{value:.0%}" if percent else f"{value:g}"
-        bars.append(Bar(round(pad + i * slot, 1), round(14 + plot_h - h, 1),
-                        round(max(slot - pad, 1.0), 1), round(h, 1), label, value, text))
-    return BarChart(title, tuple(bars), width, height, round(14 + plot_h, 1),
-                    empty=not any(v for _, v in series))
+        bars.append(
+            Bar(
+                round(pad + i * slot, 1),
+                round(14 + plot_h - h, 1),
+                round(max(slot - pad, 1.0), 1),
+                round(h, 1),
+                label,
+                value,
+                text,
+            )
+        )
+    return BarChart(
+        title,
+        tuple(bars),
+        width,
+        height,
+        round(14 + plot_h, 1),
+        empty=not any(v for _, v in series),
+    )
 
 
 def progress_chart(aggregates: dict[str, Any]) -> BarChart:
     by_state: dict[str, int] = aggregates.get("tasks_by_state", {})
     states = [s for s in TASK_STATES if s in by_state] + sorted(
-        s for s in by_state if s not in TASK_STATES)
+        s for s in by_state if s not in TASK_STATES
+    )
     return bar_chart("Tasks by state", [(s, float(by_state[s])) for s in states])
 
 

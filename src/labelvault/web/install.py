@@ -45,7 +45,8 @@ def install_web(app: FastAPI) -> None:
             return await response if inspect.isawaitable(response) else response
         if isinstance(exc, UnauthenticatedError):
             return login_redirect(request)
-        return render(request, "error.html", status=exc.status, status_code=exc.status,
-                      message=exc.message)
+        return render(
+            request, "error.html", status=exc.status, status_code=exc.status, message=exc.message
+        )
 
     app.add_exception_handler(LabelVaultError, page_errors)

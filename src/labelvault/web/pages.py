@@ -64,8 +64,10 @@ def _signed_in(actor: Actor | None) -> bool:
 @access(Permission.PUBLIC, Scope.PUBLIC)
 async def home(request: Request, ctx: Ctx) -> Response:
     if not _signed_in(ctx.actor):
-        if (request.headers.get("sec-fetch-site") == "cross-site"
-                and SESSION_COOKIE not in request.cookies):
+        if (
+            request.headers.get("sec-fetch-site") == "cross-site"
+            and SESSION_COOKIE not in request.cookies
+        ):
             # A SameSite=Strict cookie is withheld on the first navigation of a cross-site
             # redirect chain (the SSO return): navigate once more, same-origin, to send it.
             return render(request, "relay.html")
@@ -77,13 +79,18 @@ async def home(request: Request, ctx: Ctx) -> Response:
 @router.get("/login")
 @access(Permission.PUBLIC, Scope.PUBLIC)
 async def login_page(
-    request: Request, ctx: Ctx,
+    request: Request,
+    ctx: Ctx,
     next_path: Annotated[str | None, Query(alias="next", max_length=512)] = None,
     org: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Response:
-    return render(request, "login.html", next_path=safe_next(next_path),
-                  sso_org=str(org) if org else "",
-                  resume=ctx.actor is not None and not _signed_in(ctx.actor))
+    return render(
+        request,
+        "login.html",
+        next_path=safe_next(next_path),
+        sso_org=str(org) if org else "",
+        resume=ctx.actor is not None and not _signed_in(ctx.actor),
+    )
 
 
 @router.get("/static/{name}")
@@ -113,20 +120,32 @@ async def static_file(name: str, request: Request, ctx: Ctx) -> Response:
 async def account(request: Request, ctx: Ctx) -> Response:
     sessions = await identity.list_sessions(ctx.platform.db, ctx.user)
     projects = await queries.my_projects(ctx.platform.db, ctx.user)
-    return render(request, "account.html", viewer=await viewer_of(ctx), sessions=sessions,
-                  projects=[p for p in projects if p.role])
+    return render(
+        request,
+        "account.html",
+        viewer=await viewer_of(ctx),
+        sessions=sessions,
+        projects=[p for p in projects if p.role],
+    )
 
 
 # -- project pages ---------------------------------------------------------------------------
 
 
-async def _project_page(request: Request, ctx: RequestContext, template: str,
-                        **values: Any) -> Response:
+async def _project_page(
+    request: Request, ctx: RequestContext, template: str, **values: Any
+) -> Response:
     assert ctx.project_id is not None
     name = await queries.project_name(ctx.platform.db, ctx.user, ctx.project_id)
-    return render(request, template, viewer=await viewer_of(ctx), project_id=str(ctx.project_id),
-                  project_name=name, role=ctx.project_role.value if ctx.project_role else "",
-                  **values)
+    return render(
+        request,
+        template,
+        viewer=await viewer_of(ctx),
+        project_id=str(ctx.project_id),
+        project_name=name,
+        role=ctx.project_role.value if ctx.project_role else "",
+        **values,
+    )
 
 
 @router.get("/projects/{project_id}/annotate")
@@ -144,18 +163,28 @@ async def review(project_id: uuid.UUID, request: Request, ctx: Ctx) -> Response:
 @router.get("/projects/{project_id}/dashboard")
 @access(Permission.AGGREGATES_READ, Scope.PROJECT)
 async def dashboard(project_id: uuid.UUID, request: Request, ctx: Ctx) -> Response:
-    stats = await aggregates(ctx.platform.db, ctx.platform.keys, project_scope(ctx),
-                             days=DASHBOARD_DAYS)
+    stats = await aggregates(
+        ctx.platform.db, ctx.platform.keys, project_scope(ctx), days=DASHBOARD_DAYS
+    )
     today = dt.datetime.now(dt.UTC).date()
     can_assign = Role.MANAGER in ctx.roles or Role.SYSTEM_ADMIN in ctx.roles
-    annotators = (await queries.project_people(ctx.platform.db, ctx.user, project_id,
-                                               "annotator") if can_assign else [])
+    annotators = (
+        await queries.project_people(ctx.platform.db, ctx.user, project_id, "annotator")
+        if can_assign
+        else []
+    )
     return await _project_page(
-        request, ctx, "dashboard.html", stats=stats,
-        charts=[charts.progress_chart(stats),
-                charts.throughput_chart(stats, days=DASHBOARD_DAYS, today=today),
-                charts.quality_chart(stats)],
-        annotators=annotators, can_assign=can_assign,
+        request,
+        ctx,
+        "dashboard.html",
+        stats=stats,
+        charts=[
+            charts.progress_chart(stats),
+            charts.throughput_chart(stats, days=DASHBOARD_DAYS, today=today),
+            charts.quality_chart(stats),
+        ],
+        annotators=annotators,
+        can_assign=can_assign,
         can_export=bool({Role.MANAGER, Role.DATA_OWNER, Role.SYSTEM_ADMIN} & ctx.roles),
     )
 
@@ -172,29 +201,45 @@ async def members(project_id: uuid.UUID, request: Request, ctx: Ctx) -> Response
     rows = await identity.list_memberships(ctx.platform.db, ctx.user, project_id=project_id)
     assert ctx.org_id is not None
     users = {u.id: u for u in await identity.list_users(ctx.platform.db, ctx.user, ctx.org_id)}
-    return await _project_page(request, ctx, "members.html", members=[
-        {"user_id": str(m.user_id), "email": users[m.user_id].email if m.user_id in users
-         else str(m.user_id), "role": m.role} for m in rows],
-        users=[{"id": str(u.id), "email": u.email} for u in users.values()])
+    return await _project_page(
+        request,
+        ctx,
+        "members.html",
+        members=[
+            {
+                "user_id": str(m.user_id),
+                "email": users[m.user_id].email if m.user_id in users else str(m.user_id),
+                "role": m.role,
+            }
+            for m in rows
+        ],
+        users=[{"id": str(u.id), "email": u.email} for u in users.values()],
+    )
 
 
 @router.get("/projects/{project_id}/audit")
 @access(Permission.AUDIT_READ, Scope.PROJECT)
 async def project_audit(project_id: uuid.UUID, request: Request, ctx: Ctx) -> Response:
-    return await _project_page(request, ctx, "audit.html",
-                               endpoint=f"/api/v1/projects/{project_id}/audit",
-                               scope_name="project")
+    return await _project_page(
+        request,
+        ctx,
+        "audit.html",
+        endpoint=f"/api/v1/projects/{project_id}/audit",
+        scope_name="project",
+    )
 
 
 # -- organization and system administration -------------------------------------------------
 
 
-async def _org_page(request: Request, ctx: RequestContext, template: str,
-                    **values: Any) -> Response:
+async def _org_page(
+    request: Request, ctx: RequestContext, template: str, **values: Any
+) -> Response:
     assert ctx.org_id is not None
     org = await tenancy.get_organization(ctx.platform.db, ctx.user, ctx.org_id)
-    return render(request, template, viewer=await viewer_of(ctx), org=org,
-                  org_id=str(ctx.org_id), **values)
+    return render(
+        request, template, viewer=await viewer_of(ctx), org=org, org_id=str(ctx.org_id), **values
+    )
 
 
 @router.get("/orgs/{org_id}/admin")
@@ -202,8 +247,13 @@ async def _org_page(request: Request, ctx: RequestContext, template: str,
 async def org_admin(org_id: uuid.UUID, request: Request, ctx: Ctx) -> Response:
     users = await identity.list_users(ctx.platform.db, ctx.user, org_id)
     projects = await tenancy.list_projects(ctx.platform.db, ctx.user, org_id=org_id)
-    return await _org_page(request, ctx, "org_admin.html",
-                           users=[dataclasses.asdict(u) for u in users], projects=projects)
+    return await _org_page(
+        request,
+        ctx,
+        "org_admin.html",
+        users=[dataclasses.asdict(u) for u in users],
+        projects=projects,
+    )
 
 
 @router.get("/orgs/{org_id}/access-review")
@@ -216,8 +266,15 @@ async def access_review(org_id: uuid.UUID, request: Request, ctx: Ctx) -> Respon
 @router.get("/orgs/{org_id}/audit")
 @access(Permission.AUDIT_READ, Scope.ORG)
 async def org_audit(org_id: uuid.UUID, request: Request, ctx: Ctx) -> Response:
-    return await _org_page(request, ctx, "audit.html", endpoint=f"/api/v1/orgs/{org_id}/audit",
-                           scope_name="organization", project_id="", project_name="")
+    return await _org_page(
+        request,
+        ctx,
+        "audit.html",
+        endpoint=f"/api/v1/orgs/{org_id}/audit",
+        scope_name="organization",
+        project_id="",
+        project_name="",
+    )
 
 
 @router.get("/admin")

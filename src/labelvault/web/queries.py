@@ -37,9 +37,7 @@ async def my_projects(db: RuntimeDatabase, actor: Actor) -> list[MyProject]:
 
 async def project_name(db: RuntimeDatabase, actor: Actor, project_id: uuid.UUID) -> str:
     async with db.control_tx(ControlContext.for_actor(actor)) as conn:
-        cur = await conn.execute(
-            "SELECT name FROM lv_control.projects WHERE id = %s", [project_id]
-        )
+        cur = await conn.execute("SELECT name FROM lv_control.projects WHERE id = %s", [project_id])
         row = await cur.fetchone()
     return str(row[0]) if row else ""
 
@@ -48,8 +46,9 @@ async def viewer_email(db: RuntimeDatabase, actor: Actor) -> str:
     if actor.user_id is None:
         return actor.label or "system"
     async with db.control_tx(ControlContext.for_actor(actor)) as conn:
-        cur = await conn.execute("SELECT email FROM lv_control.users WHERE id = %s",
-                                 [actor.user_id])
+        cur = await conn.execute(
+            "SELECT email FROM lv_control.users WHERE id = %s", [actor.user_id]
+        )
         row = await cur.fetchone()
     return str(row[0]) if row else str(actor.user_id)
 

@@ -28,17 +28,24 @@ class Mark:
 
     @classmethod
     def now(cls, viewer_id: str, email: str) -> Mark:
-        return cls(viewer_id, email, dt.datetime.now(dt.UTC).replace(microsecond=0),
-                   secrets.token_hex(8))
+        return cls(
+            viewer_id, email, dt.datetime.now(dt.UTC).replace(microsecond=0), secrets.token_hex(8)
+        )
 
     @property
     def caption(self) -> str:
         return f"{self.email} · {self.at:%Y-%m-%d %H:%M:%S} UTC"
 
     def as_json(self) -> str:
-        return json.dumps({"viewer": self.viewer_id, "email": self.email,
-                           "time": self.at.isoformat(), "nonce": self.nonce},
-                          separators=(",", ":"))
+        return json.dumps(
+            {
+                "viewer": self.viewer_id,
+                "email": self.email,
+                "time": self.at.isoformat(),
+                "nonce": self.nonce,
+            },
+            separators=(",", ":"),
+        )
 
 
 def watermark_png(original: bytes, mark: Mark) -> bytes:
@@ -56,8 +63,14 @@ def watermark_png(original: bytes, mark: Mark) -> bytes:
     for row, y in enumerate(range(-text_h // 2, height, step_y)):
         shift = (row % 2) * (step_x // 2)
         for x in range(-shift, width, step_x):
-            draw.text((x, y), mark.caption, font=font, fill=(255, 255, 255, 120),
-                      stroke_width=1, stroke_fill=(0, 0, 0, 120))
+            draw.text(
+                (x, y),
+                mark.caption,
+                font=font,
+                fill=(255, 255, 255, 120),
+                stroke_width=1,
+                stroke_fill=(0, 0, 0, 120),
+            )
     out = Image.alpha_composite(base, overlay).convert("RGB")
     info = PngInfo()
     info.add_text(TEXT_KEY, mark.as_json())

@@ -27,17 +27,24 @@ async def new_project(platform: Platform) -> uuid.UUID:
     return (await make_project(platform, org.id)).id
 
 
-async def append_events(platform: Platform, project_id: uuid.UUID, n: int, *,
-                        prefix: str = "item") -> list[int]:
+async def append_events(
+    platform: Platform, project_id: uuid.UUID, n: int, *, prefix: str = "item"
+) -> list[int]:
     """Append ``n`` events in one transaction, chain them, and return their sequence numbers."""
     async with platform.db.project_tx(project_id, SYSTEM_CTX) as conn:
         cur = await conn.execute(f"SELECT coalesce(max(seq), 0) FROM {table(project_id)}")
         row = await cur.fetchone()
         before = int(row[0]) if row else 0
         for i in range(n):
-            await audit_project(conn, SYSTEM, f"{prefix}.read", resource_type="item",
-                                resource_id=f"item-{i}", project_id=project_id,
-                                details={"i": i})
+            await audit_project(
+                conn,
+                SYSTEM,
+                f"{prefix}.read",
+                resource_type="item",
+                resource_id=f"item-{i}",
+                project_id=project_id,
+                details={"i": i},
+            )
     await seal_project(platform.db, project_id)
     return list(range(before + 1, before + n + 1))
 
@@ -61,8 +68,9 @@ def as_dba(dsn: str, statements: list[tuple[str, list[Any]]]) -> None:
 
 
 async def verify(dsn: str, project_id: uuid.UUID, key: str, **kw: Any) -> DatabaseReport:
-    return await asyncio.to_thread(verify_database, dsn, project=project_id, public_keys=[key],
-                                   **kw)
+    return await asyncio.to_thread(
+        verify_database, dsn, project=project_id, public_keys=[key], **kw
+    )
 
 
 async def run_cli(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[Any]:

@@ -38,8 +38,9 @@ async def _rows(platform: Platform, project_id: uuid.UUID) -> list[tuple[int, by
         return [(int(s), bytes(b)) for s, b in await cur.fetchall()]
 
 
-async def test_appends_in_the_callers_transaction(platform: Platform,
-                                                  db_target: DatabaseTarget) -> None:
+async def test_appends_in_the_callers_transaction(
+    platform: Platform, db_target: DatabaseTarget
+) -> None:
     pid = await new_project(platform)
     assert await append_events(platform, pid, 3) == [1, 2, 3]
     async with platform.db.control_tx(ControlContext.system_context()) as conn:
@@ -53,8 +54,9 @@ async def test_appends_in_the_callers_transaction(platform: Platform,
     assert report.ok, report.to_json()
 
 
-async def test_rolled_back_action_leaves_no_event_and_no_gap(platform: Platform,
-                                                             db_target: DatabaseTarget) -> None:
+async def test_rolled_back_action_leaves_no_event_and_no_gap(
+    platform: Platform, db_target: DatabaseTarget
+) -> None:
     pid = await new_project(platform)
     await append_events(platform, pid, 2)
     with pytest.raises(RuntimeError):
@@ -89,20 +91,25 @@ async def test_runtime_and_project_roles_cannot_write_the_tables(
             await conn.execute(statement.format(t=table(pid), org="", orgval=""))
     async with platform.db.control_tx(ControlContext.system_context()) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
-            await conn.execute(statement.format(t="lv_control.audit_events", org=", org_id",
-                                                orgval=", NULL"))
+            await conn.execute(
+                statement.format(t="lv_control.audit_events", org=", org_id", orgval=", NULL")
+            )
     for t in ("lv_control.audit_checkpoints",):
         async with platform.db.control_tx(ControlContext.system_context()) as conn:
             if statement.startswith("INSERT"):
                 continue  # the platform inserts checkpoints (system context)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                await conn.execute(statement.format(t=t, org="", orgval="").replace(
-                    "ts_us = ts_us + 1", "size = size + 1"))
+                await conn.execute(
+                    statement.format(t=t, org="", orgval="").replace(
+                        "ts_us = ts_us + 1", "size = size + 1"
+                    )
+                )
 
 
 @pytest.mark.parametrize("statement", WRITES[:3])
-async def test_even_the_superuser_hits_the_trigger(platform: Platform, db_target: DatabaseTarget,
-                                                   statement: str) -> None:
+async def test_even_the_superuser_hits_the_trigger(
+    platform: Platform, db_target: DatabaseTarget, statement: str
+) -> None:
     pid = await new_project(platform)
     await append_events(platform, pid, 2)
     await checkpoint(platform, pid)  # so that every table has a row for the row triggers
@@ -110,8 +117,9 @@ async def test_even_the_superuser_hits_the_trigger(platform: Platform, db_target
 
     await seal_control(platform.db)
     with psycopg.connect(db_target.owner_dsn) as conn:
-        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-                            ).fetchone() == (True,)
+        assert conn.execute(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone() == (True,)
         for t in (table(pid), "lv_control.audit_events", "lv_control.audit_checkpoints"):
             sql = statement.format(t=t)
             if "checkpoints" in t:
@@ -121,15 +129,17 @@ async def test_even_the_superuser_hits_the_trigger(platform: Platform, db_target
             conn.rollback()
 
 
-async def test_concurrent_writers_get_a_gapless_chain(platform: Platform,
-                                                      db_target: DatabaseTarget) -> None:
+async def test_concurrent_writers_get_a_gapless_chain(
+    platform: Platform, db_target: DatabaseTarget
+) -> None:
     pid = await new_project(platform)
 
     async def writer(w: int) -> None:
         for i in range(50):
             async with platform.db.project_tx(pid, SYSTEM_CTX) as conn:
-                await audit_project(conn, SYSTEM, "item.read", resource_id=f"{w}-{i}",
-                                    project_id=pid)
+                await audit_project(
+                    conn, SYSTEM, "item.read", resource_id=f"{w}-{i}", project_id=pid
+                )
 
     done = asyncio.Event()
 
@@ -184,8 +194,9 @@ async def test_checkpoints_are_signed_stored_written_and_incremental(
     assert report.ok and report.chains[0].anchored_size == 75, report.to_json()
 
 
-async def test_checkpoint_all_and_verify_everything(platform: Platform,
-                                                    db_target: DatabaseTarget) -> None:
+async def test_checkpoint_all_and_verify_everything(
+    platform: Platform, db_target: DatabaseTarget
+) -> None:
     pid = await new_project(platform)
     await append_events(platform, pid, 4)
     results = await checkpoint_all(platform)
@@ -204,8 +215,10 @@ async def test_signing_key_override(platform: Platform, tmp_path: Path) -> None:
 
     seed = bytes(range(32))
     settings = platform.settings.model_copy(
-        update={"audit_signing_key": __import__("pydantic").SecretStr(
-            base64.b64encode(seed).decode())})
+        update={
+            "audit_signing_key": __import__("pydantic").SecretStr(base64.b64encode(seed).decode())
+        }
+    )
     other = dataclasses.replace(platform, settings=settings)
     signer = await load_signer(other)
     assert signer.key_name.startswith(f"labelvault-{settings.region}-ext-")

@@ -29,20 +29,26 @@ from labelvault.platform import Platform
 async def _seed(platform: Platform, pid: uuid.UUID) -> None:
     async with platform.db.project_tx(pid, ProjectContext(None, "system")) as conn:
         for i in range(10):
-            await audit_project(conn, None, "item.read" if i % 2 else "task.submit",
-                                actor_id=f"u{i % 3}", resource_type="item",
-                                resource_id=f"it-{i}", project_id=pid)
+            await audit_project(
+                conn,
+                None,
+                "item.read" if i % 2 else "task.submit",
+                actor_id=f"u{i % 3}",
+                resource_type="item",
+                resource_id=f"it-{i}",
+                project_id=pid,
+            )
 
 
-async def _get(server: ServerThread, who: TestUser, path: str, **params: Any
-               ) -> httpx.Response:
+async def _get(server: ServerThread, who: TestUser, path: str, **params: Any) -> httpx.Response:
     async with server.client() as client:
         await sign_in(client, who)
         return await client.get(path, params=params)
 
 
-async def test_project_trail_access_filters_and_pagination(platform: Platform,
-                                                           server: ServerThread) -> None:
+async def test_project_trail_access_filters_and_pagination(
+    platform: Platform, server: ServerThread
+) -> None:
     org = await make_org(platform)
     project = await make_project(platform, org.id)
     pid = project.id
@@ -107,8 +113,7 @@ async def test_project_trail_access_filters_and_pagination(platform: Platform,
     assert (await _get(server, outsider, path)).status_code == 404
     # an organization administrator reads as the platform: recorded as privileged
     assert (await _get(server, admin, path, limit=1)).status_code == 200
-    r = await _get(server, users["manager"], path, action="audit.read",
-                   user=str(admin.id))
+    r = await _get(server, users["manager"], path, action="audit.read", user=str(admin.id))
     [event] = r.json()["events"]
     assert event["privileged"] is True and event["reason"] == "administrator trail review"
 
@@ -131,9 +136,9 @@ async def test_org_trail(platform: Platform, server: ServerThread) -> None:
     assert (await _get(server, other, path)).status_code == 404
 
 
-async def test_export_verifies_and_any_changed_byte_fails(platform: Platform,
-                                                          server: ServerThread,
-                                                          tmp_path: Path) -> None:
+async def test_export_verifies_and_any_changed_byte_fails(
+    platform: Platform, server: ServerThread, tmp_path: Path
+) -> None:
     org = await make_org(platform)
     project = await make_project(platform, org.id)
     manager = await make_user(platform, org.id)
@@ -154,12 +159,23 @@ async def test_export_verifies_and_any_changed_byte_fails(platform: Platform,
     assert report.ok and report.events_checked == 11, report.to_json()
     assert report.anchored_size == 11
 
-    cli = [str(Path(sys.executable).parent / "labelvault"), "audit", "verify-export",
-           str(export), "--public-key", key]
+    cli = [
+        str(Path(sys.executable).parent / "labelvault"),
+        "audit",
+        "verify-export",
+        str(export),
+        "--public-key",
+        key,
+    ]
     assert (await run_cli(cli)).returncode == 0
     data = r.content
-    for offset in (data.index(b"task.submit") + 2, data.index(b'"leaf":"') + 10, 5,
-                   len(data) - 40, data.index(b'"ts":"') + 8):
+    for offset in (
+        data.index(b"task.submit") + 2,
+        data.index(b'"leaf":"') + 10,
+        5,
+        len(data) - 40,
+        data.index(b'"ts":"') + 8,
+    ):
         tampered = bytearray(data)
         tampered[offset] ^= 0x01
         export.write_bytes(bytes(tampered))

@@ -42,8 +42,12 @@ async def _imports(platform: Platform, project_id: uuid.UUID) -> list[tuple[str,
 def _write_jsonl(path: Path, n: int, tag: str) -> Path:
     with path.open("w", encoding="utf-8") as f:
         for i in range(n):
-            f.write(json.dumps({"text": f"{tag} item {i} " + "lorem ipsum dolor " * 4,
-                                "metadata": {"n": i}}) + "\n")
+            f.write(
+                json.dumps(
+                    {"text": f"{tag} item {i} " + "lorem ipsum dolor " * 4, "metadata": {"n": i}}
+                )
+                + "\n"
+            )
     return path
 
 
@@ -60,8 +64,11 @@ async def test_sigkill_mid_import_leaves_nothing_then_rerun_completes(
     env = _env(settings)
     # an earlier import that completes (attributed to the data owner)
     small = _write_jsonl(tmp_path / "small.jsonl", 1000, "earlier")
-    done = run(["import", "--project", pid, "--as", team.users["data_owner"].email,
-                str(small)], env, timeout=120)
+    done = run(
+        ["import", "--project", pid, "--as", team.users["data_owner"].email, str(small)],
+        env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.output
     assert "1000" in done.stdout and "small.jsonl" in done.stdout
     earlier = await _imports(platform, team.project_id)
@@ -70,9 +77,14 @@ async def test_sigkill_mid_import_leaves_nothing_then_rerun_completes(
 
     big = _write_jsonl(tmp_path / "big.jsonl", BIG_LINES, "big")
     started = time.monotonic()
-    proc = subprocess.Popen([LABELVAULT, "import", "--project", pid, str(big)], env=env,  # noqa: ASYNC220
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(  # noqa: ASYNC220 - the process is polled, never waited on
+        [LABELVAULT, "import", "--project", pid, str(big)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         processed = 0
         assert proc.stdout is not None
@@ -138,8 +150,9 @@ async def test_local_import_reports_and_fails_with_one_line(
     assert sum((await _counts(platform, team.project_id)).values()) == 4
 
 
-async def test_remote_import_and_commands(team: SdkTeam, server: ServerThread,
-                                          tmp_path: Path) -> None:
+async def test_remote_import_and_commands(
+    team: SdkTeam, server: ServerThread, tmp_path: Path
+) -> None:
     pid = str(team.project_id)
     token_file = tmp_path / "owner.token"
     token_file.write_text(team.tokens["data_owner"] + "\n")
@@ -148,15 +161,13 @@ async def test_remote_import_and_commands(team: SdkTeam, server: ServerThread,
     env = cli_env()
     env.pop("LABELVAULT_TOKEN", None)
     common = ["--url", server.url, "--ca-file", str(server.ca_file)]
-    r = run(["import", "--project", pid, *common, "--token-file", str(token_file), str(data)],
-            env)
+    r = run(["import", "--project", pid, *common, "--token-file", str(token_file), str(data)], env)
     assert r.returncode == 0, r.output
     assert "remote.jsonl" in r.stdout and "50" in r.stdout
 
     # the token file must not be world-readable
     token_file.chmod(0o644)
-    r = run(["import", "--project", pid, *common, "--token-file", str(token_file), str(data)],
-            env)
+    r = run(["import", "--project", pid, *common, "--token-file", str(token_file), str(data)], env)
     assert "readable by every user" in r.error_line()
     assert team.tokens["data_owner"] not in r.output
 
@@ -166,12 +177,14 @@ async def test_remote_import_and_commands(team: SdkTeam, server: ServerThread,
     assert r.returncode == 0, r.output
     task = json.loads(r.stdout)
     assert task["text"].startswith("remote item")
-    r = run(["remote", "submit", task["task_id"], "--project", pid, "--label", "spam", *common],
-            a_env)
+    r = run(
+        ["remote", "submit", task["task_id"], "--project", pid, "--label", "spam", *common], a_env
+    )
     assert r.returncode == 0, r.output
     assert json.loads(r.stdout)["version"] == 1
-    r = run(["remote", "submit", task["task_id"], "--project", pid, "--label", "nope", *common],
-            a_env)
+    r = run(
+        ["remote", "submit", task["task_id"], "--project", pid, "--label", "nope", *common], a_env
+    )
     assert "labels" in r.error_line() and "[422]" in r.error_line()
     r = run(["remote", "aggregates", "--project", pid, *common], a_env)
     assert "[403]" in r.error_line()

@@ -41,17 +41,22 @@ def zip_bomb() -> bytes:
     """300 MB of zeros as one deflated PNG-named entry (a few hundred KB), built once."""
     buf = io.BytesIO()
     zeros = bytes(MiB)
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf, \
-            zf.open("bomb.png", "w", force_zip64=True) as entry:
+    with (
+        zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf,
+        zf.open("bomb.png", "w", force_zip64=True) as entry,
+    ):
         for _ in range(300):
             entry.write(zeros)
     return buf.getvalue()
 
 
 def _http(team: SdkTeam, role: str) -> httpx.Client:
-    return httpx.Client(base_url=team.server.url, verify=team.server.client_context(),
-                        timeout=120,
-                        headers={"authorization": f"Bearer {team.tokens[role]}"})
+    return httpx.Client(
+        base_url=team.server.url,
+        verify=team.server.client_context(),
+        timeout=120,
+        headers={"authorization": f"Bearer {team.tokens[role]}"},
+    )
 
 
 class Api:
@@ -69,13 +74,20 @@ class Api:
         assert r.status_code == 200, r.text
         return int(r.json()["items"])
 
-    def post(self, content: bytes | Iterator[bytes], *, fmt: str | None, on_error: str,
-             headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self,
+        content: bytes | Iterator[bytes],
+        *,
+        fmt: str | None,
+        on_error: str,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         params = {"on_error": on_error}
         if fmt:
             params["format"] = fmt
-        return self.owner.post(f"{self.base}/imports", params=params, content=content,
-                               headers=headers)
+        return self.owner.post(
+            f"{self.base}/imports", params=params, content=content, headers=headers
+        )
 
     def close(self) -> None:
         self.owner.close()
@@ -106,20 +118,20 @@ def _assert_clean(r: httpx.Response, markers: list[str]) -> None:
 # -- generated malformed JSON Lines -------------------------------------------------------------
 
 BAD_JSONL: list[Callable[[str], bytes]] = [
-    lambda m: ('{"text": "' + m).encode(),                                  # truncated
-    lambda m: json.dumps({"text": "x", m: 1}).encode(),                      # unknown key
-    lambda m: json.dumps([m]).encode(),                                      # not an object
-    lambda m: ('{"text": "' + m + '", "text": "again"}').encode(),              # duplicate key
-    lambda m: ('{"text": NaN, "metadata": {"k": "' + m + '"}}').encode(),       # NaN
-    lambda m: json.dumps({"text": m + "\x00"}).encode(),                     # NUL
+    lambda m: ('{"text": "' + m).encode(),  # truncated
+    lambda m: json.dumps({"text": "x", m: 1}).encode(),  # unknown key
+    lambda m: json.dumps([m]).encode(),  # not an object
+    lambda m: ('{"text": "' + m + '", "text": "again"}').encode(),  # duplicate key
+    lambda m: ('{"text": NaN, "metadata": {"k": "' + m + '"}}').encode(),  # NaN
+    lambda m: json.dumps({"text": m + "\x00"}).encode(),  # NUL
     lambda m: json.dumps({"text": "x", "metadata": {"k": {"deep": m}}}).encode(),  # nested
-    lambda m: json.dumps({"subject_id": m}).encode(),                        # no text
-    lambda m: json.dumps({"text": 12345, "id": m}).encode(),                 # text not a str
-    lambda m: json.dumps({"text": "x", "gold": m}).encode(),                 # gold not object
-    lambda m: ('{"text": "x", "metadata": {"' + m + '": 1e999}}').encode(),     # overflow
-    lambda m: b'{"text": "' + m.encode() + b'\xc3\x28 \xff"}',               # not UTF-8
-    lambda m: json.dumps({"text": "   ", "external_id": m}).encode(),        # blank text
-    lambda m: ("[" * 5000 + m).encode(),                                     # deep nesting
+    lambda m: json.dumps({"subject_id": m}).encode(),  # no text
+    lambda m: json.dumps({"text": 12345, "id": m}).encode(),  # text not a str
+    lambda m: json.dumps({"text": "x", "gold": m}).encode(),  # gold not object
+    lambda m: ('{"text": "x", "metadata": {"' + m + '": 1e999}}').encode(),  # overflow
+    lambda m: b'{"text": "' + m.encode() + b'\xc3\x28 \xff"}',  # not UTF-8
+    lambda m: json.dumps({"text": "   ", "external_id": m}).encode(),  # blank text
+    lambda m: ("[" * 5000 + m).encode(),  # deep nesting
 ]
 
 NO_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
@@ -130,21 +142,28 @@ good_text = st.text(
 ).map(lambda t: "g " + t)
 good_row = st.builds(
     lambda text, subject, ascii_only: json.dumps(
-        {"text": text, **({"subject_id": subject} if subject else {})},
-        ensure_ascii=ascii_only).encode(),
-    good_text, st.one_of(st.none(), st.text("abcdef0123", min_size=1, max_size=8)),
+        {"text": text, **({"subject_id": subject} if subject else {})}, ensure_ascii=ascii_only
+    ).encode(),
+    good_text,
+    st.one_of(st.none(), st.text("abcdef0123", min_size=1, max_size=8)),
     st.booleans(),
 )
-row = st.one_of(st.tuples(st.just(False), good_row),
-                st.tuples(st.just(True), st.integers(0, len(BAD_JSONL) - 1)))
+row = st.one_of(
+    st.tuples(st.just(False), good_row),
+    st.tuples(st.just(True), st.integers(0, len(BAD_JSONL) - 1)),
+)
 
-SETTINGS = settings(max_examples=50, deadline=None, derandomize=False,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
-def _check_report(r: httpx.Response, on_error: str, bad_lines: list[int], good: int,
-                  before: int, api: Api) -> None:
+def _check_report(
+    r: httpx.Response, on_error: str, bad_lines: list[int], good: int, before: int, api: Api
+) -> None:
     after = api.items()
     if r.status_code == 422:
         assert after == before, "a rejected import left items behind"
@@ -168,10 +187,12 @@ def _check_report(r: httpx.Response, on_error: str, bad_lines: list[int], good: 
 
 
 @SETTINGS
-@given(rows=st.lists(row, min_size=1, max_size=25), on_error=st.sampled_from(["reject", "skip"]),
-       crlf=st.booleans())
-def test_generated_jsonl(api: Api, rows: list[tuple[bool, Any]], on_error: str,
-                         crlf: bool) -> None:
+@given(
+    rows=st.lists(row, min_size=1, max_size=25),
+    on_error=st.sampled_from(["reject", "skip"]),
+    crlf=st.booleans(),
+)
+def test_generated_jsonl(api: Api, rows: list[tuple[bool, Any]], on_error: str, crlf: bool) -> None:
     markers: list[str] = []
     lines: list[bytes] = []
     bad_lines: list[int] = []
@@ -193,10 +214,10 @@ def test_generated_jsonl(api: Api, rows: list[tuple[bool, Any]], on_error: str,
 # -- generated malformed CSV --------------------------------------------------------------------
 
 BAD_CSV: list[Callable[[str], list[str] | bytes]] = [
-    lambda m: [m, "a"],                       # too few fields
-    lambda m: ["t", "s", m, "extra"],         # too many fields
-    lambda m: ["x\x00" + m, "", ""],          # NUL in text
-    lambda m: ["", "", m],                    # empty text
+    lambda m: [m, "a"],  # too few fields
+    lambda m: ["t", "s", m, "extra"],  # too many fields
+    lambda m: ["x\x00" + m, "", ""],  # NUL in text
+    lambda m: ["", "", m],  # empty text
     lambda m: b"\xff\xfe" + m.encode() + b",,",  # not UTF-8 (not at the file start)
 ]
 csv_cell = st.text(alphabet=st.characters(blacklist_categories=NO_CONTROLS), max_size=30)
@@ -209,10 +230,19 @@ def _csv_line(cells: list[str]) -> bytes:
 
 
 @SETTINGS
-@given(rows=st.lists(st.one_of(
-    st.tuples(st.just(False), st.tuples(csv_cell.map(lambda t: "g" + t), csv_cell, csv_cell)),
-    st.tuples(st.just(True), st.integers(0, len(BAD_CSV) - 1))), min_size=1, max_size=25),
-    on_error=st.sampled_from(["reject", "skip"]))
+@given(
+    rows=st.lists(
+        st.one_of(
+            st.tuples(
+                st.just(False), st.tuples(csv_cell.map(lambda t: "g" + t), csv_cell, csv_cell)
+            ),
+            st.tuples(st.just(True), st.integers(0, len(BAD_CSV) - 1)),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    on_error=st.sampled_from(["reject", "skip"]),
+)
 def test_generated_csv(api: Api, rows: list[tuple[bool, Any]], on_error: str) -> None:
     markers: list[str] = []
     parts = [b"text,subject_id,note\n"]
@@ -237,11 +267,15 @@ def test_generated_csv(api: Api, rows: list[tuple[bool, Any]], on_error: str) ->
 
 
 @SETTINGS
-@given(junk=st.binary(max_size=3000), at=st.integers(0, 3000),
-       fmt=st.sampled_from(["jsonl", "csv", "tsv", "text", "zip", None]),
-       on_error=st.sampled_from(["reject", "skip"]))
-def test_random_bytes_never_500_never_echoed(api: Api, junk: bytes, at: int, fmt: str | None,
-                                             on_error: str) -> None:
+@given(
+    junk=st.binary(max_size=3000),
+    at=st.integers(0, 3000),
+    fmt=st.sampled_from(["jsonl", "csv", "tsv", "text", "zip", None]),
+    on_error=st.sampled_from(["reject", "skip"]),
+)
+def test_random_bytes_never_500_never_echoed(
+    api: Api, junk: bytes, at: int, fmt: str | None, on_error: str
+) -> None:
     m = _marker()
     at = min(at, len(junk))
     body = junk[:at] + m.encode() + junk[at:]
@@ -296,8 +330,11 @@ def test_100mb_single_line_streamed(api: Api) -> None:
     assert elapsed < 60, elapsed
     assert api.items() == before
     # skip mode: the long line is reported, the parser resynchronises on the next line
-    r = api.post(_long_line(m, 100 * MiB, tail=b'{"text": "after the long line"}\n'),
-                 fmt="jsonl", on_error="skip")
+    r = api.post(
+        _long_line(m, 100 * MiB, tail=b'{"text": "after the long line"}\n'),
+        fmt="jsonl",
+        on_error="skip",
+    )
     _assert_clean(r, [m])
     if r.status_code == 201:
         body = r.json()
@@ -315,8 +352,10 @@ def test_non_utf8_bytes(api: Api) -> None:
     assert r.status_code == 422
     errors = r.json()["report"]["errors"]
     assert errors[0]["line"] == 2 and "UTF-8" in errors[0]["reason"]
-    for fmt, body in (("text", b"fine\n" + m.encode() + b"\xff\xfe\xfd\n"),
-                      ("csv", b"text\nfine\n" + m.encode() + b"\x80\n")):
+    for fmt, body in (
+        ("text", b"fine\n" + m.encode() + b"\xff\xfe\xfd\n"),
+        ("csv", b"text\nfine\n" + m.encode() + b"\x80\n"),
+    ):
         r = api.post(body, fmt=fmt, on_error="reject")
         _assert_clean(r, [m])
         assert r.status_code == 422
@@ -337,8 +376,10 @@ def _png() -> bytes:
 
 def test_svg_and_html_posing_as_images_are_rejected(api: Api) -> None:
     m = _marker()
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><text>{m}</text>'
-           "<script>alert(document.cookie)</script></svg>").encode()
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><text>{m}</text>'
+        "<script>alert(document.cookie)</script></svg>"
+    ).encode()
     html = f"<html><body><script>fetch('/x?{m}')</script></body></html>".encode()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -366,14 +407,21 @@ def test_svg_and_html_posing_as_images_are_rejected(api: Api) -> None:
 
 
 async def test_html_and_svg_inside_text_are_just_text(team: SdkTeam) -> None:
-    payload = ('<img src=x onerror="alert(1)"><svg onload=alert(2)><script>alert(3)</script>'
-               "</svg>&lt;b&gt;")
+    payload = (
+        '<img src=x onerror="alert(1)"><svg onload=alert(2)><script>alert(3)</script>'
+        "</svg>&lt;b&gt;"
+    )
     rows = json.dumps({"text": payload}) + "\n"
-    async with httpx.AsyncClient(base_url=team.server.url, verify=team.server.client_context(),
-                                 headers={"authorization":
-                                          f"Bearer {team.tokens['data_owner']}"}) as owner:
-        r = await owner.post(f"/api/v1/projects/{team.project_id}/imports",
-                             params={"format": "jsonl"}, content=rows.encode())
+    async with httpx.AsyncClient(
+        base_url=team.server.url,
+        verify=team.server.client_context(),
+        headers={"authorization": f"Bearer {team.tokens['data_owner']}"},
+    ) as owner:
+        r = await owner.post(
+            f"/api/v1/projects/{team.project_id}/imports",
+            params={"format": "jsonl"},
+            content=rows.encode(),
+        )
         assert r.status_code == 201 and r.json()["items_added"] == 1, r.text
     async with team.aclient("annotator") as a1:
         seen = []
@@ -393,8 +441,7 @@ def test_oversized_upload_is_413(api: Api) -> None:
 
     before = api.items()
     started = time.monotonic()
-    r = api.post(body(), fmt="text", on_error="skip",
-                 headers={"content-length": str(declared)})
+    r = api.post(body(), fmt="text", on_error="skip", headers={"content-length": str(declared)})
     assert r.status_code == 413, r.text
     assert r.json()["code"] == "too_large"
     assert time.monotonic() - started < 30

@@ -70,8 +70,9 @@ def _text(mark: str, n: int = 400) -> bytes:
     return f"{filler[: n // 3]} {mark} {filler[n // 3 :]}".encode()
 
 
-async def new_project(platform: Platform, org_id: uuid.UUID | None = None) -> tuple[uuid.UUID,
-                                                                                  uuid.UUID]:
+async def new_project(
+    platform: Platform, org_id: uuid.UUID | None = None
+) -> tuple[uuid.UUID, uuid.UUID]:
     if org_id is None:
         org_id = (await make_org(platform)).id
     return (await make_project(platform, org_id)).id, org_id
@@ -113,22 +114,38 @@ async def fill_project(
             (
                 "INSERT INTO items (id, kind, content, meta, dedup_key, created_by, blob_id) "
                 "VALUES (%s, 'text', %s, %s, %s, %s, %s)",
-                [item, put("items", "id", item, "content", _text(mark)),
-                 put("items", "id", item, "meta", meta), secrets.token_bytes(32), owner, blob_id],
+                [
+                    item,
+                    put("items", "id", item, "content", _text(mark)),
+                    put("items", "id", item, "meta", meta),
+                    secrets.token_bytes(32),
+                    owner,
+                    blob_id,
+                ],
             ),
             ("INSERT INTO tasks (id, item_id) VALUES (%s, %s)", [task, item]),
             (
                 "INSERT INTO annotations (id, task_id, item_id, annotator, result, state) "
                 "VALUES (%s, %s, %s, %s, %s, 'submitted')",
-                [ann, task, item, annotator,
-                 put("annotations", "id", ann, "result", f'{{"label": "{mark}"}}'.encode())],
+                [
+                    ann,
+                    task,
+                    item,
+                    annotator,
+                    put("annotations", "id", ann, "result", f'{{"label": "{mark}"}}'.encode()),
+                ],
             ),
             (
                 "INSERT INTO reviews (id, annotation_id, annotator, reviewer, comment, "
                 "corrected_result) VALUES (%s, %s, %s, %s, %s, %s)",
-                [rev, ann, annotator, reviewer,
-                 put("reviews", "id", rev, "comment", _text(mark, 120)),
-                 put("reviews", "id", rev, "corrected_result", f'["{mark}"]'.encode())],
+                [
+                    rev,
+                    ann,
+                    annotator,
+                    reviewer,
+                    put("reviews", "id", rev, "comment", _text(mark, 120)),
+                    put("reviews", "id", rev, "corrected_result", f'["{mark}"]'.encode()),
+                ],
             ),
             (
                 "INSERT INTO gold_answers (item_id, result) VALUES (%s, %s)",
@@ -141,11 +158,13 @@ async def fill_project(
         cipher.put_blob, platform.blobs, "exports", export, [export_body[:777], export_body[777:]]
     )
     filled.blobs[("exports", str(export))] = (export_blob, export_body)
-    rows.append((
-        "INSERT INTO exports (id, requested_by, format, state, blob_id) "
-        "VALUES (%s, %s, 'jsonl', 'ready', %s)",
-        [export, owner, export_blob],
-    ))
+    rows.append(
+        (
+            "INSERT INTO exports (id, requested_by, format, state, blob_id) "
+            "VALUES (%s, %s, 'jsonl', 'ready', %s)",
+            [export, owner, export_blob],
+        )
+    )
     async with platform.db.project_tx(project_id, SYSTEM_CTX) as conn:
         for statement, params in rows:
             await conn.execute(statement, params)
@@ -164,12 +183,14 @@ async def read_value(
     return bytes(found[0])
 
 
-async def check_all_readable(platform: Platform, filled: Filled,
-                             cipher: ProjectCipher | None = None) -> None:
+async def check_all_readable(
+    platform: Platform, filled: Filled, cipher: ProjectCipher | None = None
+) -> None:
     cipher = cipher or await project_cipher(platform.keys, filled.project_id)
     for (table, id_col, row, column), plain in filled.values.items():
         stored = await read_value(platform, filled.project_id, table, id_col, row, column)
         assert cipher.decrypt(table, row, column, stored) == plain
+
     def blob(table: str, row: str, blob_id: str) -> bytes:
         assert cipher is not None
         return b"".join(cipher.get_blob(platform.blobs, table, row, blob_id))
@@ -182,7 +203,7 @@ async def stored_versions(platform: Platform, filled: Filled) -> set[int]:
     from labelvault.crypto import peek_blob_key_version, peek_key_version
 
     versions = set()
-    for (table, id_col, row, column) in filled.values:
+    for table, id_col, row, column in filled.values:
         stored = await read_value(platform, filled.project_id, table, id_col, row, column)
         versions.add(peek_key_version(stored))
     for (_, _), (blob_id, _) in filled.blobs.items():
@@ -215,15 +236,24 @@ def run_cli(
     args: list[str], env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [LABELVAULT, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [LABELVAULT, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [LABELVAULT, *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [LABELVAULT, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -51,14 +51,20 @@ def kms(kms_endpoint: str) -> Any:
 @pytest.fixture()
 def provider(kms_endpoint: str, kms: Any) -> AwsKmsKeyProvider:
     arn = kms.create_key(Description="labelvault control KEK")["KeyMetadata"]["Arn"]
-    p = make_key_provider("aws-kms", key_id=arn, endpoint_url=kms_endpoint,
-                          region_name="us-east-1", alias_prefix=f"lvit/{uuid.uuid4().hex[:8]}")
+    p = make_key_provider(
+        "aws-kms",
+        key_id=arn,
+        endpoint_url=kms_endpoint,
+        region_name="us-east-1",
+        alias_prefix=f"lvit/{uuid.uuid4().hex[:8]}",
+    )
     assert isinstance(p, AwsKmsKeyProvider)
     return p
 
 
-async def test_key_service_on_aws_kms(platform: Platform, provider: AwsKmsKeyProvider,
-                                      kms: Any) -> None:
+async def test_key_service_on_aws_kms(
+    platform: Platform, provider: AwsKmsKeyProvider, kms: Any
+) -> None:
     keys = KeyService(platform.db, provider)
     pid = uuid.uuid4()  # a scope of its own (no project rows are needed for the keys)
     scope = str(pid)

@@ -65,8 +65,9 @@ async def test_kek_rotation_by_cli_rewraps_without_touching_data(
     before = await _key_rows(platform, str(pid))
     stored_before = await read_value(platform, pid, "items", "id", filled.items[0], "content")
 
-    result = await asyncio.to_thread(run_cli, ["keys", "rotate", "--kek"],
-                                     cli_env(settings, db_target))
+    result = await asyncio.to_thread(
+        run_cli, ["keys", "rotate", "--kek"], cli_env(settings, db_target)
+    )
     assert result.returncode == 0, result.stderr
     assert "re-wrapped" in result.stdout and "no data was re-encrypted" in result.stdout
 
@@ -98,8 +99,9 @@ async def test_project_rotation_reencrypts_everything_and_retires(platform: Plat
     old_value = await read_value(platform, pid, "items", "id", filled.items[0], "content")
     assert await stored_versions(platform, filled) == {1}
 
-    report = await rotate_scope(platform.db, platform.keys, platform.blobs, pid,
-                                batch_size=4, retire_grace_s=0)
+    report = await rotate_scope(
+        platform.db, platform.keys, platform.blobs, pid, batch_size=4, retire_grace_s=0
+    )
     assert report.to_version == 2 and report.done
     assert report.retired == [1] and report.pending == []
     # 9 items x 6 columns (+ gold) and 4 blobs, in batches of at most 4 rows
@@ -109,8 +111,12 @@ async def test_project_rotation_reencrypts_everything_and_retires(platform: Plat
     await check_all_readable(platform, filled)
     assert await _key_rows(platform, scope) == [
         (1, "destroyed", 0, (await _key_rows(platform, scope))[0][3]),
-        (2, "active", (await _key_rows(platform, scope))[1][2], (await _key_rows(
-            platform, scope))[1][3]),
+        (
+            2,
+            "active",
+            (await _key_rows(platform, scope))[1][2],
+            (await _key_rows(platform, scope))[1][3],
+        ),
     ]
     assert [(v, s) for v, s, _ in await _rotation_rows(platform, scope)] == [(2, "done")]
     # a copy of a value on the destroyed version (a backup) no longer reads
@@ -121,31 +127,31 @@ async def test_project_rotation_reencrypts_everything_and_retires(platform: Plat
     assert await stored_versions(platform, untouched) == {1}
     await check_all_readable(platform, untouched)
     # nothing left to do
-    again = await reencrypt_scope(platform.db, platform.keys, platform.blobs, pid,
-                                  retire_grace_s=0)
+    again = await reencrypt_scope(platform.db, platform.keys, platform.blobs, pid, retire_grace_s=0)
     assert again.total_reencrypted == 0 and again.done
 
 
 async def test_nothing_moves_before_every_cache_has_the_new_key(platform: Platform) -> None:
     pid, org = await new_project(platform)
     filled = await fill_project(platform, pid, org, items=2)
-    report = await rotate_scope(platform.db, platform.keys, platform.blobs, pid,
-                                retire_grace_s=3600)
+    report = await rotate_scope(
+        platform.db, platform.keys, platform.blobs, pid, retire_grace_s=3600
+    )
     assert report.total_reencrypted == 0 and not report.done
     assert report.pending == [1] and report.wait_s > 3500
     assert await stored_versions(platform, filled) == {1}
     assert await pending_rotations(platform.db, str(pid)) == [str(pid)]
     # rerunning `rotate` resumes this rotation instead of starting version 3
-    report = await rotate_scope(platform.db, platform.keys, platform.blobs, pid,
-                                retire_grace_s=0)
+    report = await rotate_scope(platform.db, platform.keys, platform.blobs, pid, retire_grace_s=0)
     assert report.to_version == 2 and report.done and report.retired == [1]
     assert report.total_reencrypted == 2 * 6 + 2
     await check_all_readable(platform, filled)
     # a short grace is slept out when asked to
     await platform.keys.rotate(str(pid))
     started = time.monotonic()
-    report = await reencrypt_scope(platform.db, platform.keys, platform.blobs, pid,
-                                   retire_grace_s=1.0, wait=True)
+    report = await reencrypt_scope(
+        platform.db, platform.keys, platform.blobs, pid, retire_grace_s=1.0, wait=True
+    )
     assert report.done and report.retired == [2] and time.monotonic() - started >= 0.5
 
 
@@ -159,8 +165,9 @@ async def test_automatic_rotation_leaves_a_job_that_finishes(platform: Platform)
     sealed = cipher.encrypt("items", uuid.uuid4(), "content", b"new")
     assert peek_key_version(sealed) == 2
     assert await pending_rotations(platform.db, str(pid)) == [str(pid)]
-    report = await reencrypt_scope(platform.db, platform.keys, platform.blobs, pid,
-                                   retire_grace_s=0)
+    report = await reencrypt_scope(
+        platform.db, platform.keys, platform.blobs, pid, retire_grace_s=0
+    )
     assert report.done and report.retired == [1]
     await check_all_readable(platform, filled)
 
@@ -215,13 +222,12 @@ async def test_rotation_killed_midway_resumes_by_cli(
     total = sum(c["done"] for c in rows[0][2]["columns"].values())
     assert total == 40 * 6
 
-    status = await asyncio.to_thread(
-        run_cli, ["keys", "status", "--project", scope, "--json"], env
-    )
+    status = await asyncio.to_thread(run_cli, ["keys", "status", "--project", scope, "--json"], env)
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
     assert [(v["version"], v["state"]) for v in data["versions"]] == [
-        (1, "destroyed"), (2, "active")
+        (1, "destroyed"),
+        (2, "active"),
     ]
     assert data["rotations"][0]["state"] == "done"
     assert data["rotations"][0]["reencrypted"] == 40 * 6 + 3
@@ -233,10 +239,17 @@ async def test_two_jobs_on_one_scope_do_not_run_together(platform: Platform) -> 
     pid, org = await new_project(platform)
     await fill_project(platform, pid, org, items=6)
     await platform.keys.rotate(str(pid))
-    first = asyncio.create_task(reencrypt_scope(
-        platform.db, platform.keys, platform.blobs, pid, batch_size=1, retire_grace_s=0,
-        batch_delay_s=0.05,
-    ))
+    first = asyncio.create_task(
+        reencrypt_scope(
+            platform.db,
+            platform.keys,
+            platform.blobs,
+            pid,
+            batch_size=1,
+            retire_grace_s=0,
+            batch_delay_s=0.05,
+        )
+    )
     await asyncio.sleep(0.3)
     from labelvault.kernel.errors import ConflictError
 
@@ -257,8 +270,13 @@ async def test_status_lists_versions_without_key_material(platform: Platform) ->
 async def own_database(settings: Settings) -> AsyncIterator[Platform]:
     """A platform on a database of its own in the session's cluster: rotating the control
     plane's key there cannot disturb the other tests' servers and their key caches."""
-    own = Settings(data_dir=settings.data_dir, database_name=f"lvkeys{uuid.uuid4().hex[:10]}",
-                   port=0, log_level="warning", database_url=settings.database_url)
+    own = Settings(
+        data_dir=settings.data_dir,
+        database_name=f"lvkeys{uuid.uuid4().hex[:10]}",
+        port=0,
+        log_level="warning",
+        database_url=settings.database_url,
+    )
     target, _ = await asyncio.to_thread(prepare_database, own)
     p = Platform.create(own, target)
     await p.open()

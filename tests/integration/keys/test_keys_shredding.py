@@ -72,13 +72,14 @@ async def test_shredding_destroys_every_value_and_nothing_else(platform: Platfor
 
     # the control plane keeps tombstones without a single byte of key material
     assert [(v, s, len(w)) for v, s, w in await _keys_of(platform, str(pid))] == [
-        (1, "destroyed", 0), (2, "destroyed", 0)
+        (1, "destroyed", 0),
+        (2, "destroyed", 0),
     ]
     assert platform.keys.cached(str(pid)) is None
     with pytest.raises(DataDestroyedError, match="data destroyed"):
         await project_cipher(platform.keys, pid)
     # every value and blob of the project: DataDestroyedError, never garbage
-    for (table, id_col, row, column) in filled.values:
+    for table, id_col, row, column in filled.values:
         stored = await read_value(platform, pid, table, id_col, row, column)
         with pytest.raises(DataDestroyedError, match="data destroyed"):
             cipher.decrypt(table, row, column, stored)
@@ -128,11 +129,18 @@ async def test_delete_project_by_org_admin(
 
     # refused: a member who is not an admin, an admin of another organization, a bad reason
     with pytest.raises(PermissionDeniedError):
-        await delete_project(platform, Actor(kind=ActorKind.USER, user_id=member.id,
-                                             org_id=org), pid, "no")
+        await delete_project(
+            platform, Actor(kind=ActorKind.USER, user_id=member.id, org_id=org), pid, "no"
+        )
     with pytest.raises(NotFoundError):
-        await delete_project(platform, Actor(kind=ActorKind.USER, user_id=uuid.uuid4(),
-                                             org_id=uuid.uuid4(), is_org_admin=True), pid, "x")
+        await delete_project(
+            platform,
+            Actor(
+                kind=ActorKind.USER, user_id=uuid.uuid4(), org_id=uuid.uuid4(), is_org_admin=True
+            ),
+            pid,
+            "x",
+        )
     with pytest.raises(InvalidAuditEventError):
         await delete_project(platform, actor, pid, "line one\nline two")
     await check_all_readable(platform, filled)  # nothing happened
@@ -145,8 +153,14 @@ async def test_delete_project_by_org_admin(
     assert receipt.key_versions_destroyed == [1]
     assert receipt.provider_key_material_destroyed
     assert receipt.blobs_purged == 3
-    for table, n in {"items": 3, "tasks": 3, "annotations": 3, "reviews": 3,
-                     "gold_answers": 3, "exports": 1}.items():
+    for table, n in {
+        "items": 3,
+        "tasks": 3,
+        "annotations": 3,
+        "reviews": 3,
+        "gold_answers": 3,
+        "exports": 1,
+    }.items():
         assert receipt.rows[table] == n
     assert receipt.rows_total >= 16 and receipt.memberships_removed == 1
     assert receipt.credential_deleted
@@ -156,12 +170,15 @@ async def test_delete_project_by_org_admin(
     assert _catalog(db_target.owner_dsn, pid) == (False, False)
     assert not blob_dir.exists()
     with psycopg.connect(db_target.owner_dsn) as conn:
-        status = conn.execute("SELECT status FROM lv_control.projects WHERE id = %s",
-                              [pid]).fetchone()
-        creds = conn.execute("SELECT count(*) FROM lv_control.project_credentials "
-                             "WHERE project_id = %s", [pid]).fetchone()
-        members = conn.execute("SELECT count(*) FROM lv_control.memberships "
-                               "WHERE project_id = %s", [pid]).fetchone()
+        status = conn.execute(
+            "SELECT status FROM lv_control.projects WHERE id = %s", [pid]
+        ).fetchone()
+        creds = conn.execute(
+            "SELECT count(*) FROM lv_control.project_credentials WHERE project_id = %s", [pid]
+        ).fetchone()
+        members = conn.execute(
+            "SELECT count(*) FROM lv_control.memberships WHERE project_id = %s", [pid]
+        ).fetchone()
     assert status == ("deleted",) and creds == (0,) and members == (0,)
     assert [(v, s, len(w)) for v, s, w in await _keys_of(platform, str(pid))] == [
         (1, "destroyed", 0)
@@ -189,8 +206,7 @@ async def test_delete_project_by_org_admin(
             "SELECT body FROM lv_control.audit_events ORDER BY seq DESC LIMIT 200"
         )
         bodies = [parse_body(bytes(r[0])) for r in await cur.fetchall()]
-    events = [b for b in bodies if b["action"] == "project.delete"
-              and b["project_id"] == str(pid)]
+    events = [b for b in bodies if b["action"] == "project.delete" and b["project_id"] == str(pid)]
     assert len(events) == 1 and events[0]["privileged"]
     rebuilt = DeletionReceipt.from_audit_event(events[0])
     assert rebuilt == receipt
@@ -210,8 +226,9 @@ async def test_interrupted_deletion_is_finished_by_a_rerun(
     # as if a first attempt died after shredding
     await shred_project(platform, SYSTEM, pid, "first attempt")
     async with platform.db.control_tx(ControlContext.system_context()) as conn:
-        await conn.execute("UPDATE lv_control.projects SET status = 'deleting' WHERE id = %s",
-                           [pid])
+        await conn.execute(
+            "UPDATE lv_control.projects SET status = 'deleting' WHERE id = %s", [pid]
+        )
     receipt = await delete_project(platform, SYSTEM, pid, "finish it")
     assert receipt.key_versions_destroyed == [1] and receipt.rows["items"] == 2
     assert receipt.blobs_purged == 2
@@ -254,8 +271,9 @@ async def test_drop_ends_only_the_project_roles_sessions(
     assert password is not None
     from labelvault.db.dsn import derive_dsn
 
-    dsn = derive_dsn(db_target.owner_dsn, user=project_role(pid), password=password,
-                     dbname=db_target.dbname)
+    dsn = derive_dsn(
+        db_target.owner_dsn, user=project_role(pid), password=password, dbname=db_target.dbname
+    )
     held = await psycopg.AsyncConnection.connect(dsn)
     await held.execute("SELECT set_config('lv.role', 'system', true)")
     await held.execute("SELECT count(*) FROM items")
@@ -276,7 +294,8 @@ async def test_project_delete_cli_prints_a_signed_receipt(
     pid, org = await new_project(platform)
     await fill_project(platform, pid, org, items=2, blob_items=1)
     result = await asyncio.to_thread(
-        run_cli, ["project", "delete", "--project", str(pid), "--reason", "customer request"],
+        run_cli,
+        ["project", "delete", "--project", str(pid), "--reason", "customer request"],
         cli_env(settings, db_target),
     )
     assert result.returncode == 0, result.stderr
@@ -291,7 +310,8 @@ async def test_project_delete_cli_prints_a_signed_receipt(
     blob_dir = Path(settings.data_dir).resolve() / "blobs" / str(pid)  # noqa: ASYNC240
     assert not await asyncio.to_thread(blob_dir.exists)
     again = await asyncio.to_thread(
-        run_cli, ["project", "delete", "--project", str(pid), "--reason", "twice"],
+        run_cli,
+        ["project", "delete", "--project", str(pid), "--reason", "twice"],
         cli_env(settings, db_target),
     )
     assert again.returncode == 1 and again.stderr.startswith("error: ")

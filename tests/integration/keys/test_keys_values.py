@@ -50,9 +50,7 @@ def _scan_database(dsn: str, needles: list[bytes]) -> tuple[int, list[str]]:
         ).fetchall()
         keep = max(len(n) for n in needles)
         for schema, rel in rels:
-            query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(
-                sql.Identifier(schema, rel)
-            )
+            query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(sql.Identifier(schema, rel))
             tail = b""
             with conn.cursor() as cur, cur.copy(query) as copy:
                 for chunk in copy:
@@ -95,16 +93,18 @@ async def test_plaintext_never_at_rest(
         await conn.execute(
             "INSERT INTO items (id, kind, content, dedup_key, created_by) "
             "VALUES (%s, 'text', %s, %s, %s)",
-            [uuid.uuid4(), plain.encrypt("items", "x", "content", control.encode()),
-             uuid.uuid4().bytes, uuid.uuid4()],
+            [
+                uuid.uuid4(),
+                plain.encrypt("items", "x", "content", control.encode()),
+                uuid.uuid4().bytes,
+                uuid.uuid4(),
+            ],
         )
 
     scanned, hits = await asyncio.to_thread(_scan_database, db_target.owner_dsn, needles)
     assert scanned > 50  # every table of every schema, catalogs and TOAST included
     assert hits == []
-    _, control_hits = await asyncio.to_thread(
-        _scan_database, db_target.owner_dsn, forms(control)
-    )
+    _, control_hits = await asyncio.to_thread(_scan_database, db_target.owner_dsn, forms(control))
     assert any(f"{project_schema(pid)}.items" in h for h in control_hits)
 
     blob_root = settings.data_dir.resolve() / "blobs"
@@ -142,19 +142,31 @@ async def test_moved_ciphertexts_fail_clearly(
     s, t = project_schema(pid), project_schema(other)
     i1, i2, i3 = (uuid.UUID(x) for x in a.items)
     dsn = db_target.owner_dsn
-    await _swap(dsn, [
-        # rows: swap the content of two items
-        (f"UPDATE {s}.items x SET content = y.content FROM {s}.items y "
-         "WHERE x.id = %s AND y.id = %s", [i1, i2]),
-        # columns: meta of an item into its own content's place
-        (f"UPDATE {s}.items SET content = meta WHERE id = %s", [i3]),
-        # tables: an annotation's result into a gold answer
-        (f"UPDATE {s}.gold_answers g SET result = (SELECT result FROM {s}.annotations "
-         "WHERE item_id = %s) WHERE g.item_id = %s", [i2, i2]),
-        # projects: another project's item content, same row id and key version
-        (f"UPDATE {s}.items SET content = (SELECT content FROM {t}.items LIMIT 1) "
-         "WHERE id = %s", [i2]),
-    ])
+    await _swap(
+        dsn,
+        [
+            # rows: swap the content of two items
+            (
+                f"UPDATE {s}.items x SET content = y.content FROM {s}.items y "
+                "WHERE x.id = %s AND y.id = %s",
+                [i1, i2],
+            ),
+            # columns: meta of an item into its own content's place
+            (f"UPDATE {s}.items SET content = meta WHERE id = %s", [i3]),
+            # tables: an annotation's result into a gold answer
+            (
+                f"UPDATE {s}.gold_answers g SET result = (SELECT result FROM {s}.annotations "
+                "WHERE item_id = %s) WHERE g.item_id = %s",
+                [i2, i2],
+            ),
+            # projects: another project's item content, same row id and key version
+            (
+                f"UPDATE {s}.items SET content = (SELECT content FROM {t}.items LIMIT 1) "
+                "WHERE id = %s",
+                [i2],
+            ),
+        ],
+    )
     cipher = await project_cipher(platform.keys, pid)
     for row, column in ((i1, "content"), (i3, "content"), (i2, "content")):
         stored = await read_value(platform, pid, "items", "id", str(row), column)
@@ -167,9 +179,12 @@ async def test_moved_ciphertexts_fail_clearly(
     with pytest.raises(DecryptionError):
         cipher.decrypt("gold_answers", i2, "result", gold)
     # the untouched values of both projects still read
-    assert cipher.decrypt("items", i1, "meta", await read_value(
-        platform, pid, "items", "id", str(i1), "meta")) == a.values[("items", "id", str(i1),
-                                                                     "meta")]
+    assert (
+        cipher.decrypt(
+            "items", i1, "meta", await read_value(platform, pid, "items", "id", str(i1), "meta")
+        )
+        == a.values[("items", "id", str(i1), "meta")]
+    )
     await check_all_readable(platform, b)
 
 
@@ -183,10 +198,17 @@ async def test_one_flipped_bit_fails(platform: Platform, db_target: DatabaseTarg
     total_bits = len(stored) * 8
     # format byte, key version, nonce, first/middle ciphertext bytes, last tag bit
     for bit in (0, 7, 8 + 31, 40 + 3, 17 * 8 + 1, total_bits // 2, total_bits - 1):
-        await _swap(db_target.owner_dsn, [(
-            f"UPDATE {s}.items SET content = set_bit(%s::bytea, %s, 1 - get_bit(%s::bytea, %s)) "
-            "WHERE id = %s", [stored, bit, stored, bit, item]
-        )])
+        await _swap(
+            db_target.owner_dsn,
+            [
+                (
+                    f"UPDATE {s}.items "
+                    "SET content = set_bit(%s::bytea, %s, 1 - get_bit(%s::bytea, %s)) "
+                    "WHERE id = %s",
+                    [stored, bit, stored, bit, item],
+                )
+            ],
+        )
         tampered = await read_value(platform, pid, "items", "id", str(item), "content")
         assert tampered != stored
         with pytest.raises(DecryptionError):
@@ -205,8 +227,10 @@ async def test_one_flipped_bit_fails(platform: Platform, db_target: DatabaseTarg
     with pytest.raises(DecryptionError):
         b"".join(cipher.get_blob(platform.blobs, table, row, blob_id))
     path.write_bytes(original)
-    assert b"".join(cipher.get_blob(platform.blobs, table, row, blob_id)) == filled.blobs[
-        (table, row)][1]
+    assert (
+        b"".join(cipher.get_blob(platform.blobs, table, row, blob_id))
+        == filled.blobs[(table, row)][1]
+    )
     assert export_row
 
 
@@ -242,8 +266,10 @@ def test_plaintext_cipher_is_never_wired(platform: Platform) -> None:
         tree = ast.parse(text)
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        if "PlaintextCipher" in names or "labelvault.keys.testing" in modules or (
-            "PlaintextCipher" in text
+        if (
+            "PlaintextCipher" in names
+            or "labelvault.keys.testing" in modules
+            or ("PlaintextCipher" in text)
         ):
             users.append(str(path))
     assert users == []
@@ -264,9 +290,12 @@ async def test_cipher_speaks_the_crypto_value_format(platform: Platform) -> None
     pid, _ = await new_project(platform)
     cipher = await project_cipher(platform.keys, pid)
     ring = await platform.keys.keyring(str(pid))
-    for table, row, column in (("items", uuid.uuid4(), "content"), ("settings", "true",
-                               "dedup_key"), ("reviews", 12345, "comment"),
-                               ("é-table", "row with spaces ✓", "col")):
+    for table, row, column in (
+        ("items", uuid.uuid4(), "content"),
+        ("settings", "true", "dedup_key"),
+        ("reviews", 12345, "comment"),
+        ("é-table", "row with spaces ✓", "col"),
+    ):
         ctx = EncryptionContext.for_row(pid, table, row, column)
         mine = cipher.encrypt(table, row, column, b"payload")
         assert decrypt_value(ring.get, mine, ctx) == b"payload"

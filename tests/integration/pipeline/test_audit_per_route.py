@@ -63,7 +63,8 @@ NO_PROJECT_DATA = {
 # routes exercised by their own suites (exports: tests/integration/export; images:
 # tests/browser and tests/integration/web), which assert these events there
 EXERCISED_ELSEWHERE = {
-    k for k in AUDITED
+    k
+    for k in AUDITED
     if "/exports" in k[1] or k[1].endswith("/image") or not k[1].startswith("/api/")
 }
 

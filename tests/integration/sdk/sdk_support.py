@@ -31,15 +31,15 @@ class SdkTeam:
     tokens: dict[str, str] = field(default_factory=dict)
 
     def client(self, role: str, **kw: object) -> Client:
-        return Client(self.server.url, self.tokens[role], verify=str(self.server.ca_file),
-                      **kw)  # type: ignore[arg-type]
+        return Client(self.server.url, self.tokens[role], verify=str(self.server.ca_file), **kw)  # type: ignore[arg-type]
 
     def aclient(self, role: str) -> AsyncClient:
         return AsyncClient(self.server.url, self.tokens[role], verify=str(self.server.ca_file))
 
 
-async def build_sdk_team(platform: Platform, server: ServerThread,
-                         schema: dict[str, object] | None = TEXT_SCHEMA) -> SdkTeam:
+async def build_sdk_team(
+    platform: Platform, server: ServerThread, schema: dict[str, object] | None = TEXT_SCHEMA
+) -> SdkTeam:
     org = await make_org(platform)
     project = await make_project(platform, org.id)
     team = SdkTeam(project.id, org.id, server)

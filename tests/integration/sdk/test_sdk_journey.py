@@ -40,8 +40,11 @@ def _jsonl(path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
 async def test_every_role_journey_async(sdk_team: SdkTeam, tmp_path: Path) -> None:
     pid = sdk_team.project_id
     owner, manager = sdk_team.aclient("data_owner"), sdk_team.aclient("manager")
-    a1, a2, reviewer = (sdk_team.aclient("annotator"), sdk_team.aclient("annotator2"),
-                        sdk_team.aclient("reviewer"))
+    a1, a2, reviewer = (
+        sdk_team.aclient("annotator"),
+        sdk_team.aclient("annotator2"),
+        sdk_team.aclient("reviewer"),
+    )
     try:
         settings = await manager.update_settings(pid, overlap=2, review_share=1.0)
         assert settings.overlap == 2
@@ -51,9 +54,11 @@ async def test_every_role_journey_async(sdk_team: SdkTeam, tmp_path: Path) -> No
         assert project.id == pid
 
         # data owner imports (streamed from a file); progress sees every byte
-        src = _jsonl(tmp_path / "items.jsonl",
-                     [{"text": f"message {n}", "subject_id": f"s{n % 2}"} for n in range(4)]
-                     + [{"text": "message 0"}])
+        src = _jsonl(
+            tmp_path / "items.jsonl",
+            [{"text": f"message {n}", "subject_id": f"s{n % 2}"} for n in range(4)]
+            + [{"text": "message 0"}],
+        )
         sent: list[int] = []
         report = await owner.import_file(pid, src, progress=sent.append)
         assert isinstance(report, ImportReport)
@@ -106,8 +111,12 @@ async def test_every_role_journey_async(sdk_team: SdkTeam, tmp_path: Path) -> No
 
 def test_sync_client_journey_and_errors(sdk_team: SdkTeam, tmp_path: Path) -> None:
     pid = sdk_team.project_id
-    with sdk_team.client("data_owner") as owner, sdk_team.client("annotator") as a1, \
-            sdk_team.client("manager") as manager, sdk_team.client("reviewer") as reviewer:
+    with (
+        sdk_team.client("data_owner") as owner,
+        sdk_team.client("annotator") as a1,
+        sdk_team.client("manager") as manager,
+        sdk_team.client("reviewer") as reviewer,
+    ):
         src = tmp_path / "one.txt"
         src.write_text("hello world\nsecond line\n")
         assert owner.import_file(pid, src, fmt="text").items_added == 2
@@ -165,8 +174,10 @@ def test_token_never_shown(sdk_team: SdkTeam) -> None:
         client.close()
     # a wrong token: 401, and the token is not echoed either
     wrong = "lvt_" + "x" * 40
-    with Client(sdk_team.server.url, wrong, verify=str(sdk_team.server.ca_file)) as bad, \
-            pytest.raises(Unauthorized) as unauth:
+    with (
+        Client(sdk_team.server.url, wrong, verify=str(sdk_team.server.ca_file)) as bad,
+        pytest.raises(Unauthorized) as unauth,
+    ):
         bad.get_project(sdk_team.project_id)
     assert wrong not in str(unauth.value) and wrong not in repr(unauth.value)
     assert unauth.value.status == 401
@@ -178,8 +189,10 @@ def test_transport_and_tls_failures_are_clear(sdk_team: SdkTeam) -> None:
     with Client(sdk_team.server.url, token) as client, pytest.raises(TransportFailed) as tls:
         client.next_task(sdk_team.project_id)
     assert token not in str(tls.value)
-    with Client(f"https://localhost:{free_port()}", token, timeout=3) as client, \
-            pytest.raises(TransportFailed) as refused:
+    with (
+        Client(f"https://localhost:{free_port()}", token, timeout=3) as client,
+        pytest.raises(TransportFailed) as refused,
+    ):
         client.next_task(sdk_team.project_id)
     assert "cannot connect" in str(refused.value) and token not in str(refused.value)
 
@@ -207,18 +220,25 @@ def test_token_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         Client("https://localhost:1", token_file=path)
 
 
-@pytest.mark.skipif(not export_routes_exist(),
-                    reason="export routes (POST /exports, /approve, /link, /download) are not "
-                           "mounted in this checkout yet")
-async def test_export_request_approve_download(sdk_team: SdkTeam, platform: Platform,
-                                               tmp_path: Path) -> None:
+@pytest.mark.skipif(
+    not export_routes_exist(),
+    reason="export routes (POST /exports, /approve, /link, /download) are not "
+    "mounted in this checkout yet",
+)
+async def test_export_request_approve_download(
+    sdk_team: SdkTeam, platform: Platform, tmp_path: Path
+) -> None:
     from labelvault.jobs import run_pending_jobs
 
     pid = sdk_team.project_id
-    async with sdk_team.aclient("data_owner") as owner, sdk_team.aclient("manager") as manager, \
-            sdk_team.aclient("annotator") as a1:
-        await owner.import_file(pid, _jsonl(tmp_path / "x.jsonl",
-                                            [{"text": f"export row {n}"} for n in range(3)]))
+    async with (
+        sdk_team.aclient("data_owner") as owner,
+        sdk_team.aclient("manager") as manager,
+        sdk_team.aclient("annotator") as a1,
+    ):
+        await owner.import_file(
+            pid, _jsonl(tmp_path / "x.jsonl", [{"text": f"export row {n}"} for n in range(3)])
+        )
         while (task := await a1.next_task(pid)) is not None:
             await a1.submit(pid, task.task_id, {"labels": ["spam"]})
         with pytest.raises(Forbidden):
@@ -233,20 +253,17 @@ async def test_export_request_approve_download(sdk_team: SdkTeam, platform: Plat
         approved = await manager.approve_export(pid, export.export_id)
         assert approved.state in ("approved", "building", "ready")
         await run_pending_jobs(platform)  # the job queue, run in this process
-        ready = await owner.wait_for_export(pid, export.export_id, max_wait=120,
-                                            interval=0.2)
+        ready = await owner.wait_for_export(pid, export.export_id, max_wait=120, interval=0.2)
         assert ready.ready and ready.item_count == 3
         link = await owner.create_download_link(pid, export.export_id)
         assert link.token and link.token not in repr(link)
-        out = await owner.download_export(pid, export.export_id, tmp_path / "export.out",
-                                          link=link)
+        out = await owner.download_export(pid, export.export_id, tmp_path / "export.out", link=link)
         data = (tmp_path / "export.out").read_bytes()
         assert out.bytes == len(data) > 0
         assert data.count(b"export row") == 3
         assert not list(tmp_path.glob(".*.part"))  # noqa: ASYNC240
         with pytest.raises(LabelVaultClientError) as again:  # one download per export
-            await owner.download_export(pid, export.export_id, tmp_path / "again.out",
-                                        link=link)
+            await owner.download_export(pid, export.export_id, tmp_path / "again.out", link=link)
         assert again.value.status in (403, 409, 410)
         assert not (tmp_path / "again.out").exists()
         listed = await owner.list_exports(pid)
@@ -255,8 +272,9 @@ async def test_export_request_approve_download(sdk_team: SdkTeam, platform: Plat
 
 
 async def test_async_errors_share_the_hierarchy(sdk_team: SdkTeam) -> None:
-    async with AsyncClient(sdk_team.server.url, sdk_team.tokens["manager"],
-                           verify=sdk_team.server.client_context()) as manager:
+    async with AsyncClient(
+        sdk_team.server.url, sdk_team.tokens["manager"], verify=sdk_team.server.client_context()
+    ) as manager:
         with pytest.raises(Forbidden):
             await manager.next_task(sdk_team.project_id)
         with pytest.raises(Invalid) as bad:

@@ -62,8 +62,9 @@ class Site:
             await client.aclose()
 
 
-async def build_site(platform: Platform, server: ServerThread,
-                     settings: dict[str, object] | None = None) -> Site:
+async def build_site(
+    platform: Platform, server: ServerThread, settings: dict[str, object] | None = None
+) -> Site:
     org = await make_org(platform)
     projects = {name: (await make_project(platform, org.id)).id for name in SCHEMAS}
     site = Site(org.id, projects)
@@ -77,18 +78,24 @@ async def build_site(platform: Platform, server: ServerThread,
         site.clients[name] = server.client(headers={"authorization": f"Bearer {token}"})
     manager, owner = site.clients["manager"], site.clients["data_owner"]
     for name, schema in SCHEMAS.items():
-        r = await manager.put(site.api(name, "/settings"),
-                              json={"label_schema": schema, "review_share": 1.0,
-                                    **(settings or {})})
+        r = await manager.put(
+            site.api(name, "/settings"),
+            json={"label_schema": schema, "review_share": 1.0, **(settings or {})},
+        )
         assert r.status_code == 200, r.text
     rows = "".join(json.dumps({"text": t}) + "\n" for t in HOSTILE).encode()
     r = await owner.post(site.api("text", "/imports"), content=rows, params={"format": "jsonl"})
     assert r.status_code == 201, r.text
-    r = await owner.post(site.api("spans", "/imports"),
-                         content=(json.dumps({"text": SPAN_TEXT}) + "\n").encode(),
-                         params={"format": "jsonl"})
+    r = await owner.post(
+        site.api("spans", "/imports"),
+        content=(json.dumps({"text": SPAN_TEXT}) + "\n").encode(),
+        params={"format": "jsonl"},
+    )
     assert r.status_code == 201, r.text
-    r = await owner.post(site.api("boxes", "/imports"), content=sample_png(),
-                         params={"format": "image", "name": "shapes.png"})
+    r = await owner.post(
+        site.api("boxes", "/imports"),
+        content=sample_png(),
+        params={"format": "image", "name": "shapes.png"},
+    )
     assert r.status_code == 201, r.text
     return site

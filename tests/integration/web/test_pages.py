@@ -31,8 +31,9 @@ async def site(platform: Platform, server: ServerThread) -> AsyncIterator[Site]:
 
 
 @contextlib.asynccontextmanager
-async def browser_like(server: ServerThread, site: Site, who: str
-                       ) -> AsyncIterator[httpx.AsyncClient]:
+async def browser_like(
+    server: ServerThread, site: Site, who: str
+) -> AsyncIterator[httpx.AsyncClient]:
     async with server.client(headers=HTML) as client:
         client.headers["x-csrf-token"] = await sign_in(client, site.users[who])
         yield client
@@ -42,8 +43,12 @@ def pages_of(site: Site, who: str) -> list[str]:
     text = site.projects["text"]
     common = ["/", "/account"]
     if who == "manager":
-        return [*common, f"/projects/{text}/dashboard", f"/projects/{text}/data",
-                f"/projects/{text}/audit"]
+        return [
+            *common,
+            f"/projects/{text}/dashboard",
+            f"/projects/{text}/data",
+            f"/projects/{text}/audit",
+        ]
     if who == "annotator":
         return [*common, f"/projects/{text}/annotate"]
     return [*common, f"/projects/{text}/review"]
@@ -55,8 +60,13 @@ def assert_page_headers(response: httpx.Response) -> str:
     csp = response.headers["content-security-policy"]
     found = NONCE.search(csp)
     assert found, csp
-    for directive in ("object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'",
-                      "require-trusted-types-for 'script'", "default-src 'none'"):
+    for directive in (
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+        "default-src 'none'",
+    ):
         assert directive in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert response.headers["cache-control"] == "no-store"
@@ -89,8 +99,11 @@ async def test_no_page_carries_item_content(site: Site, server: ServerThread) ->
     markers = [*HOSTILE, SPAN_TEXT, "onerror", "plain words", "Zürich"]
     for who in ("manager", "data_owner", "annotator"):
         async with browser_like(server, site, who) as client:
-            paths = [f"/projects/{pid}/{page}" for pid in site.projects.values()
-                     for page in ("dashboard", "data", "annotate")]
+            paths = [
+                f"/projects/{pid}/{page}"
+                for pid in site.projects.values()
+                for page in ("dashboard", "data", "annotate")
+            ]
             seen = 0
             for path in paths:
                 r = await client.get(path)
@@ -142,9 +155,16 @@ async def test_static_files_come_from_the_allow_list_only(server: ServerThread) 
         assert r.headers["x-content-type-options"] == "nosniff"
         r = await client.get("/static/annotate.js")
         assert r.headers["content-type"].startswith("text/javascript")
-        for path in ("/static/../pyproject.toml", "/static/..%2Fpages.py", "/static/pages.py",
-                     "/static/%2e%2e%2fcsp.py", "/static/templates%2Fbase.html",
-                     "/static/..%5Cpages.py", "/static/__init__.py", "/static/"):
+        for path in (
+            "/static/../pyproject.toml",
+            "/static/..%2Fpages.py",
+            "/static/pages.py",
+            "/static/%2e%2e%2fcsp.py",
+            "/static/templates%2Fbase.html",
+            "/static/..%5Cpages.py",
+            "/static/__init__.py",
+            "/static/",
+        ):
             r = await client.get(path)
             assert r.status_code == 404, path
             assert "import" not in r.text and "{%" not in r.text
@@ -152,8 +172,15 @@ async def test_static_files_come_from_the_allow_list_only(server: ServerThread) 
 
 def test_the_next_path_after_sign_in_stays_on_this_site() -> None:
     assert safe_next("/projects/x/annotate") == "/projects/x/annotate"
-    for hostile in ("//evil.example/", "https://evil.example/", "/\\evil.example",
-                    "javascript:alert(1)", "/x\r\nLocation: //evil", None, ""):
+    for hostile in (
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/x\r\nLocation: //evil",
+        None,
+        "",
+    ):
         assert safe_next(hostile) == "/"
 
 
@@ -185,8 +212,9 @@ async def test_the_image_rendition_is_watermarked_for_its_viewer_and_audited(
     assert r.status_code == 404
     r = await annotator.get(site.api("text", f"/tasks/{task['task_id']}/image"))
     assert r.status_code == 404
-    r = await site.clients["manager"].get(site.api("boxes", "/audit"),
-                                          params={"action": "item.image.render"})
+    r = await site.clients["manager"].get(
+        site.api("boxes", "/audit"), params={"action": "item.image.render"}
+    )
     assert r.status_code == 200, r.text
     nonces = {e["details"].get("mark") for e in r.json()["events"]}
     assert mark["nonce"] in nonces

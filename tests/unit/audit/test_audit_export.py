@@ -27,8 +27,9 @@ def _export(n: int = 6) -> bytes:
     chain = build_chain(n, CHAIN_ID)
     root = merkle_root([e.leaf for e in chain])
     last = chain[-1]
-    note = sign_checkpoint(SIGNER, ORIGIN, n, root,
-                           [chain_head_extension(n, last.chain_hash, last.ts_us)])
+    note = sign_checkpoint(
+        SIGNER, ORIGIN, n, root, [chain_head_extension(n, last.chain_hash, last.ts_us)]
+    )
     return b"".join(event_line(e) for e in chain) + trailer_line(CHAIN_ID, ORIGIN, n, [note])
 
 
@@ -53,8 +54,14 @@ def test_records_and_times() -> None:
     record = event_record(chain[0])
     assert record["seq"] == 1 and record["leaf"] == chain[0].leaf.hex()
     assert record["action"] and record["v"] == 1
-    assert ts_us_of(__import__("datetime").datetime.fromisoformat(
-        iso_ts(chain[0].ts_us).replace("Z", "+00:00"))) == chain[0].ts_us
+    assert (
+        ts_us_of(
+            __import__("datetime").datetime.fromisoformat(
+                iso_ts(chain[0].ts_us).replace("Z", "+00:00")
+            )
+        )
+        == chain[0].ts_us
+    )
 
 
 @settings(max_examples=200, deadline=None)

@@ -30,8 +30,9 @@ Ctx = Annotated[RequestContext, Depends(authorize)]
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
-async def _rendition(ctx: RequestContext, item_id: uuid.UUID, blob_id: str,
-                     via: str, via_id: uuid.UUID) -> Response:
+async def _rendition(
+    ctx: RequestContext, item_id: uuid.UUID, blob_id: str, via: str, via_id: uuid.UUID
+) -> Response:
     assert ctx.project_id is not None
     scope = project_scope(ctx)
     cipher = await project_cipher(ctx.platform.keys, ctx.project_id)
@@ -45,18 +46,29 @@ async def _rendition(ctx: RequestContext, item_id: uuid.UUID, blob_id: str,
         return bytes(data)
 
     original = await asyncio.to_thread(read)
-    mark = Mark.now(str(ctx.user.user_id or ""),
-                    await queries.viewer_email(ctx.platform.db, ctx.user))
+    mark = Mark.now(
+        str(ctx.user.user_id or ""), await queries.viewer_email(ctx.platform.db, ctx.user)
+    )
     png = await asyncio.to_thread(watermark_png, original, mark)
     async with ctx.platform.db.project_tx(ctx.project_id, scope.context()) as conn:
-        await audit_project(conn, ctx.user, "item.image.render", resource_type=via,
-                            resource_id=via_id, project_id=ctx.project_id,
-                            details={"item": str(item_id), "mark": mark.nonce})
-    return Response(png, media_type="image/png", headers={
-        "Cache-Control": "no-store",
-        "Content-Disposition": "inline",
-        "Cross-Origin-Resource-Policy": "same-origin",
-    })
+        await audit_project(
+            conn,
+            ctx.user,
+            "item.image.render",
+            resource_type=via,
+            resource_id=via_id,
+            project_id=ctx.project_id,
+            details={"item": str(item_id), "mark": mark.nonce},
+        )
+    return Response(
+        png,
+        media_type="image/png",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": "inline",
+            "Cross-Origin-Resource-Policy": "same-origin",
+        },
+    )
 
 
 @router.get("/tasks/{task_id}/image")
@@ -71,9 +83,11 @@ async def task_image(project_id: uuid.UUID, task_id: str, ctx: Ctx) -> Response:
 @router.get("/reviews/{review_id}/image")
 @access(Permission.REVIEW_WORK, Scope.PROJECT)
 async def review_image(project_id: uuid.UUID, review_id: str, ctx: Ctx) -> Response:
-    found = await reviews.get_review(ctx.platform.db, ctx.platform.keys, project_scope(ctx),
-                                     review_id)
+    found = await reviews.get_review(
+        ctx.platform.db, ctx.platform.keys, project_scope(ctx), review_id
+    )
     if found is None or "image_blob" not in found["content"]:
         raise NotFoundError("this review has no image")
-    return await _rendition(ctx, found["item_id"], found["content"]["image_blob"], "review",
-                            found["review_id"])
+    return await _rendition(
+        ctx, found["item_id"], found["content"]["image_blob"], "review", found["review_id"]
+    )
