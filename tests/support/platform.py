@@ -197,3 +197,25 @@ async def token_for(
 
 def iter_nothing() -> Iterator[None]:
     yield from ()
+
+
+def cli_env(settings: Settings, target: DatabaseTarget, **extra: str) -> dict[str, str]:
+    """Environment for the real ``labelvault`` CLI on the session's database and data
+    directory. It attaches as an external database (the owner DSN), so it holds no handle on
+    the embedded server: a killed CLI leaves nothing behind that would keep the server alive."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELVAULT_")}
+    for keep in ("LABELVAULT_APP_DB_PASSWORD", "LABELVAULT_LOCAL_KEK"):
+        if keep in os.environ:
+            env[keep] = os.environ[keep]
+    env.update(
+        LABELVAULT_DATA_DIR=str(settings.data_dir),
+        LABELVAULT_DATABASE_URL=target.owner_dsn,
+        LABELVAULT_LOG_LEVEL="warning",
+        PYTHONUNBUFFERED="1",
+        COLUMNS="300",
+        NO_COLOR="1",
+    )
+    env.update(extra)
+    return env

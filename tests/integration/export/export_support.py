@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -16,12 +15,13 @@ from typing import Any
 
 from PIL import Image
 from tests.integration.pipeline.conftest import Team, build_team
-from tests.support.platform import ServerThread
+from tests.support.platform import (
+    ServerThread,
+    cli_env,  # noqa: F401 - re-exported
+)
 
-from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.jobs import run_pending_jobs
 from labelvault.platform import Platform
-from labelvault.settings import Settings
 
 LABELVAULT = str(Path(sys.executable).with_name("labelvault"))
 TEXT_SCHEMA: dict[str, object] = {"kind": "text_classification", "labels": ["spam", "ham"]}
@@ -115,23 +115,6 @@ async def wait_for_state(
             return body
         assert loop.time() < deadline, f"export still {body['state']}"
         await asyncio.sleep(0.2)
-
-
-def cli_env(settings: Settings, target: DatabaseTarget) -> dict[str, str]:
-    """The CLI on the session's database (as an external database) and data directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELVAULT_")}
-    for keep in ("LABELVAULT_APP_DB_PASSWORD", "LABELVAULT_LOCAL_KEK"):
-        if keep in os.environ:
-            env[keep] = os.environ[keep]
-    env.update(
-        LABELVAULT_DATA_DIR=str(settings.data_dir),
-        LABELVAULT_DATABASE_URL=target.owner_dsn,
-        LABELVAULT_LOG_LEVEL="warning",
-        PYTHONUNBUFFERED="1",
-        COLUMNS="300",
-        NO_COLOR="1",
-    )
-    return env
 
 
 def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.platform import make_org, make_project
+from tests.support.platform import (
+    cli_env,  # noqa: F401 - re-exported
+    make_org,
+    make_project,
+)
 
-from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.db.context import ProjectContext
 from labelvault.keys.values import ProjectCipher, project_cipher
 from labelvault.platform import Platform
-from labelvault.settings import Settings
 
 SYSTEM_CTX = ProjectContext(None, "system")
 LABELVAULT = str(Path(sys.executable).with_name("labelvault"))
@@ -213,23 +215,6 @@ async def stored_versions(platform: Platform, filled: Filled) -> set[int]:
 
 
 # -- the real CLI ----------------------------------------------------------------------------
-def cli_env(settings: Settings, target: DatabaseTarget, **extra: str) -> dict[str, str]:
-    """The CLI on the session's database and data directory. It attaches as an external
-    database (the owner DSN), so it holds no handle on the embedded server: a killed CLI
-    leaves nothing behind that would keep the server alive."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELVAULT_")}
-    for keep in ("LABELVAULT_APP_DB_PASSWORD", "LABELVAULT_LOCAL_KEK"):
-        if keep in os.environ:
-            env[keep] = os.environ[keep]
-    env.update(
-        LABELVAULT_DATA_DIR=str(settings.data_dir),
-        LABELVAULT_DATABASE_URL=target.owner_dsn,
-        LABELVAULT_LOG_LEVEL="warning",
-        PYTHONUNBUFFERED="1",
-        COLUMNS="200",
-    )
-    env.update(extra)
-    return env
 
 
 def run_cli(

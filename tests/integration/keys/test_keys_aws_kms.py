@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from moto.server import ThreadedMotoServer
+from tests.support.aws import moto_endpoint
 
 from labelvault.crypto import (
     DataDestroyedError,
@@ -27,20 +27,8 @@ from labelvault.platform import Platform
 
 @pytest.fixture(scope="module")
 def kms_endpoint() -> Iterator[str]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    mp.setenv("AWS_SESSION_TOKEN", "testing")
-    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    mp.delenv("AWS_PROFILE", raising=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        mp.undo()
+    with moto_endpoint() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture()
