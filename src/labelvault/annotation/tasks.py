@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ from labelvault.kernel.errors import ConflictError, InvalidInputError, NotFoundE
 from labelvault.kernel.ids import parse_id
 from labelvault.keys.service import KeyService
 from labelvault.keys.values import ProjectCipher, project_cipher
+
+# the project's live reviewers, or a coroutine loading them only when a review is needed
+ReviewerSource = list[uuid.UUID] | Callable[[], Awaitable[list[uuid.UUID]]]
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ async def submit(
     scope: ProjectScope,
     task_id: str | uuid.UUID,
     result: object,
-    reviewers: list[uuid.UUID],
+    reviewers: ReviewerSource,
 ) -> dict[str, Any]:
     """Submit (or revise) the annotation of one of the caller's own tasks.
 
@@ -219,7 +223,9 @@ async def submit(
             "WHERE id = %s",
             [tid],
         )
-        review_id = await _route_for_review(conn, scope, annotation_id, settings, reviewers)
+        review_id = await _route_for_review(
+            conn, scope, annotation_id, settings, reviewers, revision=version > 1
+        )
         await audit_project(
             conn,
             scope.actor,
@@ -241,12 +247,16 @@ async def _route_for_review(
     scope: ProjectScope,
     annotation_id: uuid.UUID,
     settings: ProjectSettings,
-    reviewers: list[uuid.UUID],
+    reviewers: ReviewerSource,
+    *,
+    revision: bool,
 ) -> uuid.UUID | None:
-    cur = await conn.execute(
-        "SELECT id, reviewer FROM reviews WHERE annotation_id = %s", [annotation_id]
-    )
-    existing = await cur.fetchone()
+    existing = None
+    if revision:
+        cur = await conn.execute(
+            "SELECT id, reviewer FROM reviews WHERE annotation_id = %s", [annotation_id]
+        )
+        existing = await cur.fetchone()
     if existing is not None:  # a revision after a rejection goes back to the same reviewer
         await conn.execute(
             "UPDATE reviews SET state = 'pending', decided_at = NULL WHERE id = %s",
@@ -257,8 +267,11 @@ async def _route_for_review(
         )
         review: uuid.UUID = existing[0]
         return review
-    candidates = [r for r in reviewers if r != scope.user_id]
-    if not candidates or not _needs_review(annotation_id, settings.review_share):
+    if not _needs_review(annotation_id, settings.review_share):
+        return None
+    listed = reviewers if isinstance(reviewers, list) else await reviewers()
+    candidates = [r for r in listed if r != scope.user_id]
+    if not candidates:
         return None
     # spread the work: pick deterministically among reviewers by the annotation id
     reviewer = candidates[int.from_bytes(annotation_id.bytes[:4], "big") % len(candidates)]

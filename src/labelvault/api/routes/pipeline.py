@@ -164,7 +164,9 @@ async def get_task(project_id: uuid.UUID, task_id: str, ctx: Ctx) -> dict[str, A
 async def submit(
     project_id: uuid.UUID, task_id: str, body: AnnotationIn, ctx: Ctx
 ) -> dict[str, Any]:
-    reviewers = await identity.project_member_ids(ctx.platform.db, project_id, "reviewer")
+    async def reviewers() -> list[uuid.UUID]:  # only when the review share selects this one
+        return await identity.project_member_ids(ctx.platform.db, project_id, "reviewer")
+
     out = await tasks.submit(
         ctx.platform.db, ctx.platform.keys, project_scope(ctx), task_id, body.result, reviewers
     )
