@@ -198,13 +198,15 @@ async def resolve_token(
     async with db.control_tx(ControlContext.system_context()) as conn:
         cur = await conn.cursor(row_factory=dict_row).execute(_LOOKUP, [token_hash])
         row = await cur.fetchone()
-        if (
+        rejected = (
             row is None
             or row["revoked_at"] is not None
             or row["expires_at"] <= row["now"]
             or row["status"] != "active"
             or row["org_status"] != "active"
-        ):
+        )
+        if rejected:
+            # recorded in this transaction, which commits: the refusal is raised after it
             await audit_control(
                 conn,
                 None,
@@ -214,8 +216,9 @@ async def resolve_token(
                 source_address=source_address,
                 request_id=request_id,
             )
-            raise UnauthenticatedError("the API token is not valid (revoked, expired or unknown)")
-        if row["last_used_at"] is None or row["now"] - row["last_used_at"] >= TOUCH_EVERY:
+        elif row is not None and (
+            row["last_used_at"] is None or row["now"] - row["last_used_at"] >= TOUCH_EVERY
+        ):
             await conn.execute(
                 "UPDATE lv_control.api_tokens SET last_used_at = now() WHERE id = %s", [row["id"]]
             )
@@ -230,6 +233,8 @@ async def resolve_token(
                 source_address=source_address,
                 request_id=request_id,
             )
+    if rejected or row is None:
+        raise UnauthenticatedError("the API token is not valid (revoked, expired or unknown)")
     return Actor(
         kind=ActorKind.TOKEN,
         user_id=row["user_id"],

@@ -224,3 +224,31 @@ async def test_unfinished_sign_in_reaches_nothing_else(
         r = await client.get(f"/api/v1/orgs/{org.id}/users")
         assert r.status_code == 401
         assert "second factor" in r.json()["detail"]
+
+
+async def test_refused_token_is_recorded(
+    platform: Platform, server: ServerThread, setup: tuple
+) -> None:  # type: ignore[type-arg]
+    """The refusal is committed although the request fails (it is not rolled back with it)."""
+    import json
+
+    from labelvault.audit.sealer import seal_control
+    from labelvault.db.context import ControlContext
+
+    project_id, user = setup
+    from labelvault import identity
+
+    token = await token_for(platform, user, [project_id])
+    tokens = await identity.list_tokens(platform.db, SYSTEM, user.id)
+    await identity.revoke_token(platform.db, SYSTEM, tokens[0].id)
+    async with server.client(headers={"authorization": f"Bearer {token}"}) as program:
+        assert (await program.get(f"/api/v1/projects/{project_id}")).status_code == 401
+    await seal_control(platform.db)
+    async with platform.db.control_tx(ControlContext.system_context()) as conn:
+        cur = await conn.execute(
+            "SELECT body FROM lv_control.audit_events ORDER BY seq DESC LIMIT 500"
+        )
+        bodies = [json.loads(bytes(r[0])) for r in await cur.fetchall()]
+    assert any(
+        b["action"] == "auth.token.rejected" and b["token_id"] == str(tokens[0].id) for b in bodies
+    )
