@@ -12,6 +12,7 @@ import datetime as dt
 from starlette.requests import Request
 
 from labelvault.identity import SessionPolicy, check_csrf, resolve_session, resolve_token
+from labelvault.identity.tokens import AfterAuthentication
 from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import PermissionDeniedError, UnauthenticatedError
 from labelvault.platform import Platform
@@ -34,7 +35,11 @@ def client_address(request: Request) -> str | None:
 
 
 async def authenticate_request(
-    platform: Platform, request: Request, *, required: bool
+    platform: Platform,
+    request: Request,
+    *,
+    required: bool,
+    then: AfterAuthentication | None = None,
 ) -> Actor | None:
     state = request.scope.get("state", {})
     request_id = state.get("request_id")
@@ -51,6 +56,7 @@ async def authenticate_request(
             source_address=address,
             user_agent=agent,
             request_id=request_id,
+            then=then,
         )
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
@@ -61,6 +67,7 @@ async def authenticate_request(
             source_address=address,
             user_agent=agent,
             request_id=request_id,
+            then=then,
         )
         if actor is not None:
             if request.method not in SAFE_METHODS:

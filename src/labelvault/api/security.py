@@ -9,6 +9,7 @@ the caller may not know exists and 403 only for what they can see but not do.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from fastapi import Depends, Request
 from labelvault.access import Permission, ProjectScope, Role, Scope, can
 from labelvault.api.authn import authenticate_request
 from labelvault.identity import roles_in_project
+from labelvault.identity.memberships import ProjectAccess
 from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import (
     LabelVaultError,
@@ -94,7 +96,23 @@ async def authorize(request: Request) -> RequestContext:
     platform = platform_of(request)
     state = request.scope.get("state", {})
     ctx = RequestContext(platform, None, declared, request_id=state.get("request_id", ""))
-    actor = await authenticate_request(platform, request, required=declared.scope != Scope.PUBLIC)
+    # a project route: look the caller's roles up in the transaction that authenticates them
+    project_id: uuid.UUID | None = None
+    access: list[ProjectAccess] = []
+    then = None
+    if declared.scope == Scope.PROJECT:
+        # a malformed id is answered after authentication (401 before 404)
+        with contextlib.suppress(NotFoundError):
+            project_id = parse_id(request.path_params.get("project_id", ""), what="project")
+    if project_id is not None:
+        target = project_id
+
+        async def then(conn: Any, who: Actor) -> None:
+            access.append(await roles_in_project(platform.db, who, target, conn=conn))
+
+    actor = await authenticate_request(
+        platform, request, required=declared.scope != Scope.PUBLIC, then=then
+    )
     ctx.actor = actor
     if declared.scope == Scope.PUBLIC:
         return ctx
@@ -125,7 +143,9 @@ async def authorize(request: Request) -> RequestContext:
         ctx.org_id = org_id
     elif declared.scope == Scope.PROJECT:
         project_id = parse_id(request.path_params.get("project_id", ""), what="project")
-        project_roles, project_org, region = await roles_in_project(platform.db, actor, project_id)
+        project_roles, project_org, region = (
+            access[0] if access else await roles_in_project(platform.db, actor, project_id)
+        )
         if project_org is None:
             raise NotFoundError("project not found")
         if region != platform.settings.region:

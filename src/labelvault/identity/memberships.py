@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 
 from labelvault.access import Role
 from labelvault.audit.record import audit_control
-from labelvault.db.context import PROJECT_ROLES, ControlContext
+from labelvault.db.context import PROJECT_ROLES, SET_CONTROL_CONTEXT, ControlContext
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.identity.models import Membership
 from labelvault.identity.tokens import token_allows
@@ -125,23 +125,44 @@ async def list_memberships(
         return [_membership(r) for r in await cur.fetchall()]
 
 
+ProjectAccess = tuple[frozenset[Role], uuid.UUID | None, str | None]
+NO_ACCESS: ProjectAccess = (frozenset(), None, None)
+
+
 async def roles_in_project(
-    db: RuntimeDatabase, actor: Actor, project_id: uuid.UUID
-) -> tuple[frozenset[Role], uuid.UUID | None, str | None]:
+    db: RuntimeDatabase,
+    actor: Actor,
+    project_id: uuid.UUID,
+    *,
+    conn: psycopg.AsyncConnection[Any] | None = None,
+) -> ProjectAccess:
     """The actor's live roles in a project, its organization and region; (∅, None, None) when
-    the project does not exist for this actor."""
+    the project does not exist for this actor. With ``conn`` (the transaction that just
+    authenticated the caller) the lookup switches that transaction to the actor's own context
+    and runs there, saving a transaction per request."""
     if actor.token_project_ids is not None and project_id not in actor.token_project_ids:
-        return frozenset(), None, None
-    async with db.control_tx(ControlContext.for_actor(actor)) as conn:
-        cur = await conn.execute(
-            "SELECT p.org_id, p.region, m.role FROM lv_control.projects p "
-            "LEFT JOIN lv_control.memberships m ON m.project_id = p.id AND m.user_id = %s "
-            "WHERE p.id = %s AND p.status = 'active'",
-            [actor.user_id, project_id],
-        )
-        row = await cur.fetchone()
+        return NO_ACCESS
+    if conn is not None:
+        await conn.execute(SET_CONTROL_CONTEXT, ControlContext.for_actor(actor).params())
+        return await _roles_on(conn, actor, project_id)
+    async with db.control_tx(ControlContext.for_actor(actor)) as own:
+        return await _roles_on(own, actor, project_id)
+
+
+async def _roles_on(
+    conn: psycopg.AsyncConnection[Any], actor: Actor, project_id: uuid.UUID
+) -> ProjectAccess:
+    # under the actor's context: RLS shows only projects of their organization (or all, for
+    # a system administrator)
+    cur = await conn.execute(
+        "SELECT p.org_id, p.region, m.role FROM lv_control.projects p "
+        "LEFT JOIN lv_control.memberships m ON m.project_id = p.id AND m.user_id = %s "
+        "WHERE p.id = %s AND p.status = 'active'",
+        [actor.user_id, project_id],
+    )
+    row = await cur.fetchone()
     if row is None:
-        return frozenset(), None, None
+        return NO_ACCESS
     org_id, region, member_role = row
     roles: set[Role] = set()
     if member_role is not None and (

@@ -21,6 +21,7 @@ from labelvault.auth import csrf_token_for, hash_session_secret, new_session_sec
 from labelvault.db.context import ControlContext
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.identity.models import SessionInfo
+from labelvault.identity.tokens import AfterAuthentication
 from labelvault.kernel.actor import Actor, ActorKind
 
 REAUTH_WINDOW = dt.timedelta(minutes=30)
@@ -115,8 +116,10 @@ async def resolve_session(
     source_address: str | None = None,
     user_agent: str | None = None,
     request_id: str | None = None,
+    then: AfterAuthentication | None = None,
 ) -> Actor | None:
-    """The actor of a session cookie, or None when it is unknown, ended or expired."""
+    """The actor of a session cookie, or None when it is unknown, ended or expired.
+    ``then(conn, actor)`` runs in the same transaction for a live session."""
     if not secret or len(secret) > 128:
         return None
     secret_hash = hash_session_secret(secret)
@@ -144,23 +147,26 @@ async def resolve_session(
             await conn.execute(
                 "UPDATE lv_control.sessions SET last_seen_at = now() WHERE id = %s", [row["id"]]
             )
-    needs_mfa = mfa_required(row)
-    return Actor(
-        kind=ActorKind.USER,
-        user_id=row["user_id"],
-        org_id=row["org_id"],
-        is_system_admin=row["is_system_admin"],
-        is_org_admin=row["is_org_admin"],
-        session_id=str(row["id"]),
-        source_address=source_address,
-        user_agent=user_agent,
-        request_id=request_id,
-        mfa_pending=needs_mfa and row["mfa_verified_at"] is None,
-        mfa_enrollment_required=needs_mfa and not row["has_totp"],
-        must_change_password=row["password_must_change"],
-        recently_authenticated=row["reauth_at"] is not None
-        and now - row["reauth_at"] < REAUTH_WINDOW,
-    )
+        needs_mfa = mfa_required(row)
+        actor = Actor(
+            kind=ActorKind.USER,
+            user_id=row["user_id"],
+            org_id=row["org_id"],
+            is_system_admin=row["is_system_admin"],
+            is_org_admin=row["is_org_admin"],
+            session_id=str(row["id"]),
+            source_address=source_address,
+            user_agent=user_agent,
+            request_id=request_id,
+            mfa_pending=needs_mfa and row["mfa_verified_at"] is None,
+            mfa_enrollment_required=needs_mfa and not row["has_totp"],
+            must_change_password=row["password_must_change"],
+            recently_authenticated=row["reauth_at"] is not None
+            and now - row["reauth_at"] < REAUTH_WINDOW,
+        )
+        if then is not None:
+            await then(conn, actor)
+    return actor
 
 
 async def end_session(db: RuntimeDatabase, secret: str, actor: Actor | None = None) -> None:

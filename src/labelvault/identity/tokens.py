@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from labelvault.audit.record import audit_control
@@ -32,6 +34,8 @@ MAX_TOKEN_DAYS = 365
 TOKEN_ROLES = ("annotator", "reviewer", "manager", "data_owner")
 ROLE_RANK = {"annotator": 1, "reviewer": 2, "data_owner": 3, "manager": 3}
 TOUCH_EVERY = dt.timedelta(seconds=60)
+# runs in the authenticating transaction, with the accepted actor
+AfterAuthentication = Callable[[AsyncConnection[Any], Actor], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,10 @@ async def resolve_token(
     source_address: str | None = None,
     user_agent: str | None = None,
     request_id: str | None = None,
+    then: AfterAuthentication | None = None,
 ) -> Actor:
+    """The actor of an API token. ``then(conn, actor)`` runs in the same transaction once the
+    token is accepted (the request's authorization lookups), saving a transaction."""
     token_hash = parse_api_token(token)
     if token_hash is None:
         raise UnauthenticatedError("the API token is not valid")
@@ -233,19 +240,24 @@ async def resolve_token(
                 source_address=source_address,
                 request_id=request_id,
             )
-    if rejected or row is None:
+        actor = None
+        if not rejected and row is not None:
+            actor = Actor(
+                kind=ActorKind.TOKEN,
+                user_id=row["user_id"],
+                org_id=row["org_id"],
+                # a token acts within projects only: never with the user's administrator rights
+                is_system_admin=False,
+                is_org_admin=False,
+                token_id=row["id"],
+                source_address=source_address,
+                user_agent=user_agent,
+                request_id=request_id,
+                token_project_ids=frozenset(row["project_ids"]),
+                token_max_role=row["max_role"],
+            )
+            if then is not None:
+                await then(conn, actor)
+    if actor is None:
         raise UnauthenticatedError("the API token is not valid (revoked, expired or unknown)")
-    return Actor(
-        kind=ActorKind.TOKEN,
-        user_id=row["user_id"],
-        org_id=row["org_id"],
-        # a token acts within projects only: never with the user's administrator rights
-        is_system_admin=False,
-        is_org_admin=False,
-        token_id=row["id"],
-        source_address=source_address,
-        user_agent=user_agent,
-        request_id=request_id,
-        token_project_ids=frozenset(row["project_ids"]),
-        token_max_role=row["max_role"],
-    )
+    return actor
