@@ -91,9 +91,18 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                 counts[w] += 1
                 i += 1
 
+        # the server's sealer runs alongside, as in production (every 0.2 s)
+        from labelvault.audit.sealer import run_sealer, seal_project
+
+        sealer_stop = asyncio.Event()
+        sealer = asyncio.create_task(run_sealer(platform.db, sealer_stop))
         t0 = time.perf_counter()
         await asyncio.gather(*(writer(w) for w in range(args.writers)))
         elapsed = time.perf_counter() - t0
+        sealer_stop.set()
+        await sealer  # it seals once more on the way out
+        # what the background sealer had not chained by the end (should be ~0: it keeps up)
+        out["unsealed_after_appends"] = await seal_project(platform.db, pid)
         total = sum(counts)
         latencies.sort()
         out["appends"] = total
