@@ -438,7 +438,10 @@ def _too_long(limits: ImportLimits) -> str:
     return f"line longer than {_human(limits.max_line_bytes)}"
 
 
-def _text_items(lines: Iterator[_Line], limits: ImportLimits) -> Iterator[Entry]:
+def _decoded_lines(
+    lines: Iterator[_Line], limits: ImportLimits
+) -> Iterator[tuple[int, str] | RowError]:
+    """Non-blank lines decoded as UTF-8, or the row error of an oversized or undecodable one."""
     for lineno, offset, data in lines:
         if data is None:
             yield RowError(lineno, _too_long(limits))
@@ -446,9 +449,16 @@ def _text_items(lines: Iterator[_Line], limits: ImportLimits) -> Iterator[Entry]
         text, problem = _decode(data, offset)
         if text is None:
             yield RowError(lineno, problem or "not valid UTF-8")
+        elif text.strip():
+            yield lineno, text
+
+
+def _text_items(lines: Iterator[_Line], limits: ImportLimits) -> Iterator[Entry]:
+    for entry in _decoded_lines(lines, limits):
+        if isinstance(entry, RowError):
+            yield entry
             continue
-        if not text.strip():
-            continue
+        lineno, text = entry
         if "\x00" in text:
             yield RowError(lineno, "text contains a NUL character")
             continue
@@ -620,17 +630,8 @@ def _jsonl_row(lineno: int, text: str, limits: ImportLimits) -> Entry:
 
 
 def _jsonl_items(lines: Iterator[_Line], limits: ImportLimits) -> Iterator[Entry]:
-    for lineno, offset, data in lines:
-        if data is None:
-            yield RowError(lineno, _too_long(limits))
-            continue
-        text, problem = _decode(data, offset)
-        if text is None:
-            yield RowError(lineno, problem or "not valid UTF-8")
-            continue
-        if not text.strip():
-            continue
-        yield _jsonl_row(lineno, text, limits)
+    for entry in _decoded_lines(lines, limits):
+        yield entry if isinstance(entry, RowError) else _jsonl_row(*entry, limits)
 
 
 # --- CSV ----------------------------------------------------------------------------------
