@@ -114,3 +114,61 @@ async def test_audit_trail_is_closed_to_annotators(platform: Platform, seeded: t
     with pytest.raises(errors.InsufficientPrivilege):
         async with platform.db.project_tx(project, ProjectContext(alice, "manager")) as conn:
             await conn.execute("UPDATE audit_events SET body = body")
+
+
+async def test_annotations_and_reviews_stay_with_their_people(
+    platform: Platform, seeded: tuple
+) -> None:  # type: ignore[type-arg]
+    """Annotations are seen by their annotator and their reviewer only; nobody else."""
+    project, alice, bob, _ = seeded
+    reviewer, other_reviewer = uuid.uuid4(), uuid.uuid4()
+    async with platform.db.project_tx(project, ProjectContext(None, "system")) as conn:
+        cur = await conn.execute("SELECT id, item_id, assignee FROM tasks ORDER BY assignee")
+        for task_id, item_id, assignee in await cur.fetchall():
+            annotation = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO annotations (id, task_id, item_id, annotator, result, state) "
+                "VALUES (%s, %s, %s, %s, '\\x00', 'in_review')",
+                [annotation, task_id, item_id, assignee],
+            )
+            await conn.execute(
+                "INSERT INTO reviews (id, annotation_id, annotator, reviewer) "
+                "VALUES (%s, %s, %s, %s)",
+                [
+                    uuid.uuid4(),
+                    annotation,
+                    assignee,
+                    reviewer if assignee == alice else other_reviewer,
+                ],
+            )
+    count = "SELECT count(*) FROM annotations"
+    assert await _count(platform, project, ProjectContext(alice, "annotator"), count) == 3
+    assert await _count(platform, project, ProjectContext(bob, "annotator"), count) == 1
+    assert await _count(platform, project, ProjectContext(reviewer, "reviewer"), count) == 3
+    assert await _count(platform, project, ProjectContext(other_reviewer, "reviewer"), count) == 1
+    for role in ("manager", "data_owner"):
+        assert await _count(platform, project, ProjectContext(alice, role), count) == 0
+        assert (
+            await _count(
+                platform, project, ProjectContext(alice, role), "SELECT count(*) FROM reviews"
+            )
+            == 0
+        )
+    # a reviewer's items: those of their own queue only
+    assert (
+        await _count(
+            platform,
+            project,
+            ProjectContext(other_reviewer, "reviewer"),
+            "SELECT count(*) FROM items",
+        )
+        == 1
+    )
+    # an annotator cannot route work to a reviewer for someone else's annotation
+    with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
+        async with platform.db.project_tx(project, ProjectContext(bob, "annotator")) as conn:
+            await conn.execute(
+                "INSERT INTO reviews (id, annotation_id, annotator, reviewer) "
+                "SELECT gen_random_uuid(), id, %s, %s FROM annotations LIMIT 1",
+                [alice, bob],
+            )
