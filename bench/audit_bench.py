@@ -190,7 +190,11 @@ def main() -> None:
     _runtime_dir()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     with tempfile.TemporaryDirectory(prefix="lv-audit-bench-") as tmp:
-        result = asyncio.run(_bench(args, Path(tmp) / "data"))
+        from labelvault.server import event_loop_factory
+
+        # the server's event loop (uvloop), as the request path runs on it
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            result = runner.run(_bench(args, Path(tmp) / "data"))
     print(json.dumps(result, sort_keys=True))
 
 

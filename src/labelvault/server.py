@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,16 @@ def build_ssl_context(settings: Settings) -> ssl.SSLContext:
         return server_ssl_context(cert, key)
     except (ssl.SSLError, OSError):
         raise InvalidInputError("the TLS certificate or key cannot be loaded") from None
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop (a dependency: its transports and TLS are native code, which matters
+    on a server that is CPU-bound in Python), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 def uvicorn_config(

@@ -8,10 +8,13 @@ token-authenticated requests cannot be forged cross-site, as browsers never atta
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from starlette.requests import Request
 
 from labelvault.identity import SessionPolicy, check_csrf, resolve_session, resolve_token
+from labelvault.identity.memberships import ProjectAccess
+from labelvault.identity.request_access import token_project_access
 from labelvault.identity.tokens import AfterAuthentication
 from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import PermissionDeniedError, UnauthenticatedError
@@ -32,6 +35,28 @@ def session_policy(platform: Platform) -> SessionPolicy:
 
 def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+async def token_fast_lane(
+    platform: Platform, request: Request, project_id: uuid.UUID
+) -> tuple[Actor, ProjectAccess] | None:
+    """A bearer token's actor and roles in the path's project in one statement, when nothing
+    about the token needs recording; None sends the request down ``authenticate_request``."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        return None
+    state = request.scope.get("state", {})
+    return await token_project_access(
+        platform.db,
+        value.strip(),
+        project_id,
+        source_address=client_address(request),
+        user_agent=request.headers.get("user-agent"),
+        request_id=state.get("request_id"),
+    )
 
 
 async def authenticate_request(

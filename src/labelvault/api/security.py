@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from fastapi import Depends, Request
 
 from labelvault.access import Permission, ProjectScope, Role, Scope, can
-from labelvault.api.authn import authenticate_request
+from labelvault.api.authn import authenticate_request, token_fast_lane
 from labelvault.identity import roles_in_project
 from labelvault.identity.memberships import ProjectAccess
 from labelvault.kernel.actor import Actor
@@ -104,15 +104,21 @@ async def authorize(request: Request) -> RequestContext:
         # a malformed id is answered after authentication (401 before 404)
         with contextlib.suppress(NotFoundError):
             project_id = parse_id(request.path_params.get("project_id", ""), what="project")
+    actor: Actor | None = None
     if project_id is not None:
         target = project_id
 
         async def then(conn: Any, who: Actor) -> None:
             access.append(await roles_in_project(platform.db, who, target, conn=conn))
 
-    actor = await authenticate_request(
-        platform, request, required=declared.scope != Scope.PUBLIC, then=then
-    )
+        fast = await token_fast_lane(platform, request, project_id)
+        if fast is not None:
+            actor, known = fast
+            access.append(known)
+    if actor is None:
+        actor = await authenticate_request(
+            platform, request, required=declared.scope != Scope.PUBLIC, then=then
+        )
     ctx.actor = actor
     if declared.scope == Scope.PUBLIC:
         return ctx

@@ -101,7 +101,12 @@ def serve(
     import uvicorn
 
     from labelvault.api.app import create_app
-    from labelvault.server import build_ssl_context, check_port_free, uvicorn_config
+    from labelvault.server import (
+        build_ssl_context,
+        check_port_free,
+        event_loop_factory,
+        uvicorn_config,
+    )
 
     settings = settings_or_fail(host=host, port=port, data_dir=data_dir)
     try:
@@ -133,8 +138,11 @@ def serve(
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: with the default action the
     # process would die there, skipping the atexit hook that stops the embedded PostgreSQL
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(server.serve())
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=event_loop_factory()) as runner,
+    ):
+        runner.run(server.serve())
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""DDL of the labelling pipeline inside each project schema (project step 3).
+"""DDL of the labelling pipeline inside each project schema (project steps 3 and 4).
 
 Who sees what is decided here, by row-level security on the per-transaction role and user:
 
@@ -311,4 +311,84 @@ GRANT EXECUTE ON FUNCTION {s}.refresh_statistics() TO {r};
 GRANT SELECT, UPDATE ON {s}.settings TO {r};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.gold_answers, {s}.imports, {s}.task_skips,
   {s}.annotations, {s}.reviews, {s}.exports TO {r};
+"""
+
+# Project step 4: the same claim, planned once per connection. Step 3's version let the
+# planner turn "not already holding a slot of this item" into an anti-join that read every task
+# the annotator ever had (estimated at one row after an import, so the plan stuck) and planned
+# all four statements afresh on every call (0.3-1.5 ms each). Here each candidate's checks are
+# index probes (an EXISTS with OFFSET 0 stays a per-row subplan on (item_id, assignee)), and the
+# function's plans are generic: none of them depends on who is claiming.
+CLAIM_STEP = r"""
+CREATE OR REPLACE FUNCTION {s}.claim_next_task() RETURNS TABLE (task_id uuid, item_id uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan AS $f$
+DECLARE
+  me uuid := {s}.lv_user();
+  lease integer;
+  auto boolean;
+  t_id uuid;
+  t_item uuid;
+BEGIN
+  IF me IS NULL OR {s}.lv_role() IS DISTINCT FROM 'annotator' THEN
+    RAISE EXCEPTION 'only an annotator claims tasks' USING ERRCODE = '42501';
+  END IF;
+  -- one claim at a time per annotator: never two slots of one item for the same person
+  PERFORM pg_advisory_xact_lock(hashtext('{s}'), hashtext(me::text));
+  SELECT s.lease_seconds, s.auto_distribution INTO lease, auto FROM {s}.settings s;
+  -- the annotator's current lease
+  SELECT t.id, t.item_id INTO t_id, t_item FROM {s}.tasks t
+   WHERE t.assignee = me AND t.state = 'leased' AND t.lease_expires_at > now()
+   ORDER BY t.leased_at LIMIT 1;
+  IF t_id IS NOT NULL THEN
+    task_id := t_id; item_id := t_item; RETURN NEXT; RETURN;
+  END IF;
+  -- their own queue (explicit assignments, or their own expired lease)
+  UPDATE {s}.tasks t SET state = 'leased', leased_at = now(), updated_at = now(),
+         lease_expires_at = now() + make_interval(secs => lease)
+   WHERE t.id = (SELECT c.id FROM {s}.tasks c
+                  WHERE c.assignee = me
+                    AND (c.state = 'assigned'
+                         OR (c.state = 'leased' AND c.lease_expires_at <= now()))
+                    AND NOT EXISTS (SELECT 1 FROM {s}.task_skips k
+                                     WHERE k.item_id = c.item_id AND k.user_id = me OFFSET 0)
+                  ORDER BY c.created_at, c.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+  RETURNING t.id, t.item_id INTO t_id, t_item;
+  -- an open slot (walking the partial index in order), then an abandoned lease
+  IF t_id IS NULL AND auto THEN
+    UPDATE {s}.tasks t SET state = 'leased', assignee = me, leased_at = now(),
+           updated_at = now(), lease_expires_at = now() + make_interval(secs => lease)
+     WHERE t.id = (SELECT c.id FROM {s}.tasks c
+                    WHERE c.state = 'open' AND c.origin = 'auto'
+                      AND NOT EXISTS (SELECT 1 FROM {s}.tasks o
+                                       WHERE o.item_id = c.item_id AND o.assignee = me
+                                       OFFSET 0)
+                      AND NOT EXISTS (SELECT 1 FROM {s}.task_skips k
+                                       WHERE k.item_id = c.item_id AND k.user_id = me
+                                       OFFSET 0)
+                    ORDER BY c.created_at, c.seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING t.id, t.item_id INTO t_id, t_item;
+  END IF;
+  IF t_id IS NULL AND auto THEN
+    UPDATE {s}.tasks t SET state = 'leased', assignee = me, leased_at = now(),
+           updated_at = now(), lease_expires_at = now() + make_interval(secs => lease)
+     WHERE t.id = (SELECT c.id FROM {s}.tasks c
+                    WHERE c.state = 'leased' AND c.origin = 'auto'
+                      AND c.lease_expires_at <= now()
+                      AND NOT EXISTS (SELECT 1 FROM {s}.tasks o
+                                       WHERE o.item_id = c.item_id AND o.assignee = me
+                                         AND o.id <> c.id OFFSET 0)
+                      AND NOT EXISTS (SELECT 1 FROM {s}.task_skips k
+                                       WHERE k.item_id = c.item_id AND k.user_id = me
+                                       OFFSET 0)
+                    ORDER BY c.lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING t.id, t.item_id INTO t_id, t_item;
+  END IF;
+  IF t_id IS NOT NULL THEN
+    task_id := t_id; item_id := t_item; RETURN NEXT;
+  END IF;
+  RETURN;
+END
+$f$;
 """

@@ -6,16 +6,22 @@
   extra connection set-up. SQL on project A's connections cannot name project B's schema.
 * ``control_tx`` / ``project_tx`` open a transaction and set the acting user and role with
   ``set_config(..., true)``; the context dies with the transaction.
+* ``control_call`` runs ONE statement as its own transaction (autocommit), for the control-plane
+  functions that set their own context and clear it before returning (the request path's token
+  and membership lookups: one round trip instead of four to six).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, LiteralString
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -33,6 +39,25 @@ from labelvault.logs import get_logger
 
 CredentialLoader = Callable[[uuid.UUID], Awaitable[str]]
 log = get_logger(__name__)
+
+
+@asynccontextmanager
+async def _transaction(
+    conn: AsyncConnection[Any], set_context: LiteralString, params: list[str]
+) -> AsyncIterator[None]:
+    """A transaction whose first statement sets the tenant context. BEGIN and the context go
+    to the server together (one pipelined round trip, the only use of pipeline mode); the body
+    then runs as usual and the transaction commits, or rolls back on any exception."""
+    async with conn.pipeline():
+        await conn.execute(set_context, params)
+    try:
+        yield
+    except BaseException:
+        if not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                await conn.rollback()
+        raise
+    await conn.commit()
 
 
 class ProjectPools:
@@ -126,6 +151,16 @@ class RuntimeDatabase:
             kwargs={"autocommit": False},
             timeout=10,
         )
+        # each statement its own transaction: only for control_call's single statements
+        self.call_pool = AsyncConnectionPool(
+            self.app_dsn,
+            min_size=1,
+            max_size=control_pool_max,
+            open=False,
+            name="control-call",
+            kwargs={"autocommit": True},
+            timeout=10,
+        )
         self._owner_dsn = owner_dsn
         self._dbname = dbname
         self._loader = credential_loader
@@ -155,25 +190,39 @@ class RuntimeDatabase:
         await self.control_pool.open(wait=True, timeout=15)
         async with self.control_pool.connection() as conn:
             await assert_safe_runtime_role(conn)
+        await self.call_pool.open(wait=True, timeout=15)
 
     async def close(self) -> None:
         if self._projects is not None:
             await self._projects.close()
+        await self.call_pool.close()
         await self.control_pool.close()
 
     @asynccontextmanager
     async def control_tx(self, ctx: ControlContext) -> AsyncIterator[AsyncConnection]:
-        async with self.control_pool.connection() as conn, conn.transaction():
-            await conn.execute(SET_CONTROL_CONTEXT, ctx.params())
+        async with (
+            self.control_pool.connection() as conn,
+            _transaction(conn, SET_CONTROL_CONTEXT, ctx.params()),
+        ):
             yield conn
+
+    async def control_call(
+        self, statement: LiteralString, params: list[Any], *, row_factory: Any = None
+    ) -> list[Any]:
+        """Run one statement as its own transaction and return its rows. Meant for the
+        control-plane functions that set (and clear) their own context: a plain query here would
+        run without any context and see nothing."""
+        async with self.call_pool.connection() as conn:
+            cursor = conn.cursor(row_factory=row_factory) if row_factory else conn.cursor()
+            cur = await cursor.execute(statement, params)
+            return await cur.fetchall()
 
     @asynccontextmanager
     async def project_tx(
         self, project_id: uuid.UUID, ctx: ProjectContext, *, mark_dirty: bool = True
     ) -> AsyncIterator[AsyncConnection]:
         pool = await self.projects.get(project_id)
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute(SET_PROJECT_CONTEXT, ctx.params())
+        async with pool.connection() as conn, _transaction(conn, SET_PROJECT_CONTEXT, ctx.params()):
             yield conn
         if mark_dirty:  # it may have appended audit events: the sealer chains them soon
             self._dirty.add(project_id)

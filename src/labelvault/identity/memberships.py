@@ -163,7 +163,14 @@ async def _roles_on(
     row = await cur.fetchone()
     if row is None:
         return NO_ACCESS
-    org_id, region, member_role = row
+    return project_access_of(actor, *row)
+
+
+def project_access_of(
+    actor: Actor, org_id: uuid.UUID, region: str, member_role: str | None
+) -> ProjectAccess:
+    """The actor's roles in a project they can see (its organization, region and the role of
+    their membership there, if any); a token's roles are capped at its maximum role."""
     roles: set[Role] = set()
     if member_role is not None and (
         actor.kind is not ActorKind.TOKEN or token_allows(actor.token_max_role, member_role)
@@ -179,12 +186,8 @@ async def _roles_on(
 async def project_member_ids(
     db: RuntimeDatabase, project_id: uuid.UUID, role: str
 ) -> list[uuid.UUID]:
-    """The live members of a project holding ``role`` (ids only), e.g. to route reviews."""
-    async with db.control_tx(ControlContext.system_context()) as conn:
-        cur = await conn.execute(
-            "SELECT m.user_id FROM lv_control.memberships m "
-            "JOIN lv_control.users u ON u.id = m.user_id AND u.status = 'active' "
-            "WHERE m.project_id = %s AND m.role = %s ORDER BY m.user_id",
-            [project_id, role],
-        )
-        return [r[0] for r in await cur.fetchall()]
+    """The live members of a project holding ``role`` (ids only), e.g. to route reviews.
+
+    One statement: ``lv_control.project_member_ids`` reads them in the platform's context."""
+    rows = await db.control_call("SELECT lv_control.project_member_ids(%s, %s)", [project_id, role])
+    return [r[0] for r in rows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +188,45 @@ SELECT t.id, t.user_id, t.project_ids, t.max_role, t.expires_at, t.revoked_at, t
 """
 
 
+def token_is_refused(row: Mapping[str, Any] | None) -> bool:
+    """Unknown, revoked, expired, or its user or organization no longer active."""
+    return (
+        row is None
+        or row["revoked_at"] is not None
+        or row["expires_at"] <= row["now"]
+        or row["status"] != "active"
+        or row["org_status"] != "active"
+    )
+
+
+def token_is_due_a_touch(row: Mapping[str, Any]) -> bool:
+    """Its last use is recorded (and audited) at most once per ``TOUCH_EVERY``."""
+    return row["last_used_at"] is None or row["now"] - row["last_used_at"] >= TOUCH_EVERY
+
+
+def token_actor(
+    row: Mapping[str, Any],
+    *,
+    source_address: str | None,
+    user_agent: str | None,
+    request_id: str | None,
+) -> Actor:
+    return Actor(
+        kind=ActorKind.TOKEN,
+        user_id=row["user_id"],
+        org_id=row["org_id"],
+        # a token acts within projects only: never with the user's administrator rights
+        is_system_admin=False,
+        is_org_admin=False,
+        token_id=row["id"],
+        source_address=source_address,
+        user_agent=user_agent,
+        request_id=request_id,
+        token_project_ids=frozenset(row["project_ids"]),
+        token_max_role=row["max_role"],
+    )
+
+
 async def resolve_token(
     db: RuntimeDatabase,
     token: str,
@@ -205,13 +244,7 @@ async def resolve_token(
     async with db.control_tx(ControlContext.system_context()) as conn:
         cur = await conn.cursor(row_factory=dict_row).execute(_LOOKUP, [token_hash])
         row = await cur.fetchone()
-        rejected = (
-            row is None
-            or row["revoked_at"] is not None
-            or row["expires_at"] <= row["now"]
-            or row["status"] != "active"
-            or row["org_status"] != "active"
-        )
+        rejected = token_is_refused(row)
         if rejected:
             # recorded in this transaction, which commits: the refusal is raised after it
             await audit_control(
@@ -223,9 +256,7 @@ async def resolve_token(
                 source_address=source_address,
                 request_id=request_id,
             )
-        elif row is not None and (
-            row["last_used_at"] is None or row["now"] - row["last_used_at"] >= TOUCH_EVERY
-        ):
+        elif row is not None and token_is_due_a_touch(row):
             await conn.execute(
                 "UPDATE lv_control.api_tokens SET last_used_at = now() WHERE id = %s", [row["id"]]
             )
@@ -242,19 +273,8 @@ async def resolve_token(
             )
         actor = None
         if not rejected and row is not None:
-            actor = Actor(
-                kind=ActorKind.TOKEN,
-                user_id=row["user_id"],
-                org_id=row["org_id"],
-                # a token acts within projects only: never with the user's administrator rights
-                is_system_admin=False,
-                is_org_admin=False,
-                token_id=row["id"],
-                source_address=source_address,
-                user_agent=user_agent,
-                request_id=request_id,
-                token_project_ids=frozenset(row["project_ids"]),
-                token_max_role=row["max_role"],
+            actor = token_actor(
+                row, source_address=source_address, user_agent=user_agent, request_id=request_id
             )
             if then is not None:
                 await then(conn, actor)
