@@ -1,4 +1,4 @@
-"""DDL of the labelling pipeline inside each project schema (project steps 3 and 4).
+"""DDL of the labelling pipeline inside each project schema (project steps 3 to 5).
 
 Who sees what is decided here, by row-level security on the per-transaction role and user:
 
@@ -391,4 +391,71 @@ BEGIN
   RETURN;
 END
 $f$;
+"""
+
+# Project step 5: the policies that look at other tables do it through small SECURITY DEFINER
+# functions. Written as EXISTS subqueries, each such policy pulled the policies of the tables it
+# named into every plan (items -> tasks -> annotations -> reviews ...): an annotator's task
+# fetch carried a tree of sub-plans that were never run but were built at every execution
+# (about 1 ms of each statement). A function call is one node, and it only runs when the role
+# test before it holds. Each function answers for lv_user() only, reads as lv_owner (who may
+# only SELECT those rows), and is granted to the project role alone.
+POLICY_FUNCTIONS_STEP = r"""
+CREATE POLICY annotations_owner ON {s}.annotations FOR SELECT TO lv_owner USING (true);
+CREATE POLICY reviews_owner ON {s}.reviews FOR SELECT TO lv_owner USING (true);
+
+CREATE FUNCTION {s}.annotator_holds_item(p_item uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM {s}.tasks t
+                  WHERE t.item_id = p_item AND t.assignee = {s}.lv_user());
+END
+$f$;
+CREATE FUNCTION {s}.reviewer_holds_annotation(p_annotation uuid, p_pending_only boolean)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM {s}.reviews v
+                  WHERE v.annotation_id = p_annotation AND v.reviewer = {s}.lv_user()
+                    AND (NOT p_pending_only OR v.state = 'pending'));
+END
+$f$;
+CREATE FUNCTION {s}.reviewer_holds_item(p_item uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM {s}.annotations a JOIN {s}.reviews v ON v.annotation_id = a.id
+                  WHERE a.item_id = p_item AND v.reviewer = {s}.lv_user());
+END
+$f$;
+CREATE FUNCTION {s}.reviewer_holds_task(p_task uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM {s}.annotations a JOIN {s}.reviews v ON v.annotation_id = a.id
+                  WHERE a.task_id = p_task AND v.reviewer = {s}.lv_user());
+END
+$f$;
+ALTER FUNCTION {s}.annotator_holds_item(uuid) OWNER TO lv_owner;
+ALTER FUNCTION {s}.reviewer_holds_annotation(uuid, boolean) OWNER TO lv_owner;
+ALTER FUNCTION {s}.reviewer_holds_item(uuid) OWNER TO lv_owner;
+ALTER FUNCTION {s}.reviewer_holds_task(uuid) OWNER TO lv_owner;
+REVOKE ALL ON FUNCTION {s}.annotator_holds_item(uuid), {s}.reviewer_holds_annotation(uuid, boolean),
+  {s}.reviewer_holds_item(uuid), {s}.reviewer_holds_task(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION {s}.annotator_holds_item(uuid),
+  {s}.reviewer_holds_annotation(uuid, boolean), {s}.reviewer_holds_item(uuid),
+  {s}.reviewer_holds_task(uuid) TO {r};
+
+ALTER POLICY items_annotator ON {s}.items
+  USING ((SELECT {s}.lv_role()) = 'annotator' AND {s}.annotator_holds_item(items.id));
+ALTER POLICY items_reviewer ON {s}.items
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND {s}.reviewer_holds_item(items.id));
+ALTER POLICY tasks_reviewer ON {s}.tasks
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND {s}.reviewer_holds_task(tasks.id));
+ALTER POLICY tasks_reviewer_read ON {s}.tasks
+  USING ((SELECT {s}.lv_role()) = 'reviewer' AND {s}.reviewer_holds_task(tasks.id));
+ALTER POLICY annotations_review ON {s}.annotations
+  USING ((SELECT {s}.lv_role()) = 'reviewer'
+         AND {s}.reviewer_holds_annotation(annotations.id, false));
+ALTER POLICY annotations_decide ON {s}.annotations
+  USING ((SELECT {s}.lv_role()) = 'reviewer'
+         AND {s}.reviewer_holds_annotation(annotations.id, true));
 """

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from labelvault.db.audit_sql import project_audit_sql
 from labelvault.db.names import CONTROL_SCHEMA, MIGRATION_LOCK_KEY, OWNER_ROLE, RUNTIME_ROLE
-from labelvault.db.pipeline_sql import CLAIM_STEP, PIPELINE_STEP
+from labelvault.db.pipeline_sql import CLAIM_STEP, PIPELINE_STEP, POLICY_FUNCTIONS_STEP
 
 _V1 = r"""
 CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION lv_owner;
@@ -97,7 +97,13 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.items, {s}.tasks TO {r};
 """
 
 # Append new steps; never edit a released one (projects already ran it).
-PROJECT_STEPS: list[str] = [_V1, project_audit_sql(), PIPELINE_STEP, CLAIM_STEP]
+PROJECT_STEPS: list[str] = [
+    _V1,
+    project_audit_sql(),
+    PIPELINE_STEP,
+    CLAIM_STEP,
+    POLICY_FUNCTIONS_STEP,
+]
 
 
 def current_project_version() -> int:

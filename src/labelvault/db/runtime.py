@@ -38,6 +38,12 @@ from labelvault.db.names import RUNTIME_ROLE, project_role
 from labelvault.logs import get_logger
 
 CredentialLoader = Callable[[uuid.UUID], Awaitable[str]]
+# The request path's statements are prepared after a few uses (psycopg) and looked up by key;
+# under row-level security each carries every policy of its table, and PostgreSQL kept
+# choosing a fresh custom plan at every execution (planning was most of a task fetch's cost).
+# Their plans do not depend on the parameter values, so prepared statements plan once per
+# connection. One-off statements are planned with their values, as always.
+GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
 log = get_logger(__name__)
 
 
@@ -102,7 +108,7 @@ class ProjectPools:
                 max_size=self._max_conns,
                 open=False,
                 name=f"project-{project_id.hex[:8]}",
-                kwargs={"autocommit": False},
+                kwargs={"autocommit": False, "options": GENERIC_PLANS},
                 timeout=10,
             )
             await pool.open(wait=False)
@@ -148,7 +154,7 @@ class RuntimeDatabase:
             max_size=control_pool_max,
             open=False,
             name="control",
-            kwargs={"autocommit": False},
+            kwargs={"autocommit": False, "options": GENERIC_PLANS},
             timeout=10,
         )
         # each statement its own transaction: only for control_call's single statements
@@ -158,7 +164,7 @@ class RuntimeDatabase:
             max_size=control_pool_max,
             open=False,
             name="control-call",
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "options": GENERIC_PLANS},
             timeout=10,
         )
         self._owner_dsn = owner_dsn
