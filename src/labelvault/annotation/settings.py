@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from labelvault.access.scope import ProjectScope
 from labelvault.annotation.label_schema import LabelSchema, parse_label_schema
 from labelvault.audit.record import audit_project
-from labelvault.db.runtime import RuntimeDatabase
+from labelvault.db.runtime import RuntimeDatabase, Statement
 from labelvault.kernel.errors import ConflictError, InvalidInputError
 
 
@@ -41,14 +41,19 @@ _FIELDS = (
 )
 
 
-async def read_settings(conn: AsyncConnection[Any]) -> ProjectSettings:
-    cur = await conn.cursor(row_factory=dict_row).execute(
-        f"SELECT {', '.join(_FIELDS)} FROM settings"
-    )
-    row = await cur.fetchone()
-    if row is None:
+# the read a request sends together with BEGIN and its context (``project_tx_first``)
+READ_SETTINGS: Statement = (f"SELECT {', '.join(_FIELDS)} FROM settings", [])
+
+
+def settings_from_rows(rows: list[dict[str, Any]]) -> ProjectSettings:
+    if not rows:
         raise ConflictError("project settings are not readable in this context")
-    return ProjectSettings(**row)
+    return ProjectSettings(**rows[0])
+
+
+async def read_settings(conn: AsyncConnection[Any]) -> ProjectSettings:
+    cur = await conn.cursor(row_factory=dict_row).execute(*READ_SETTINGS)
+    return settings_from_rows(await cur.fetchall())
 
 
 async def get_settings(db: RuntimeDatabase, scope: ProjectScope) -> ProjectSettings:

@@ -12,21 +12,30 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, LiteralString
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from labelvault.access.scope import ProjectScope
 from labelvault.annotation.label_schema import validate_result
-from labelvault.annotation.settings import ProjectSettings, read_settings
-from labelvault.audit.record import audit_project
-from labelvault.db.runtime import RuntimeDatabase
+from labelvault.annotation.settings import (
+    READ_SETTINGS,
+    ProjectSettings,
+    read_settings,
+    settings_from_rows,
+)
+from labelvault.audit.record import audit_project, build_event, project_append
+from labelvault.db.runtime import RuntimeDatabase, Statement, commit_with
 from labelvault.kernel.errors import ConflictError, InvalidInputError, NotFoundError
 from labelvault.kernel.ids import parse_id
 from labelvault.keys.service import KeyService
 from labelvault.keys.values import ProjectCipher, project_cipher
 
+_TASK_SUBMITTED: LiteralString = (
+    "UPDATE tasks SET state = 'submitted', lease_expires_at = NULL, updated_at = now() "
+    "WHERE id = %s"
+)
 # the project's live reviewers, or a coroutine loading them only when a review is needed
 ReviewerSource = list[uuid.UUID] | Callable[[], Awaitable[list[uuid.UUID]]]
 
@@ -100,15 +109,17 @@ async def _task_view(
 async def next_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope) -> TaskView | None:
     """The annotator's next task: their current lease, else their queue, else an open slot."""
     cipher = await project_cipher(keys, scope.project_id)
-    async with db.project_tx(scope.project_id, scope.context()) as conn:
-        settings = await read_settings(conn)
+    async with db.project_tx_first(scope.project_id, scope.context(), READ_SETTINGS) as (
+        conn,
+        rows,
+    ):
+        settings = settings_from_rows(rows)
         cur = await conn.execute("SELECT task_id FROM claim_next_task()")
         row = await cur.fetchone()
         if row is None:
             return None
         view = await _task_view(conn, cipher, settings, row[0])
-        await audit_project(
-            conn,
+        served = build_event(
             scope.actor,
             "task.serve",
             resource_type="task",
@@ -116,6 +127,7 @@ async def next_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope) 
             project_id=scope.project_id,
             details={"item": str(view.item_id)},
         )
+        await commit_with(conn, [project_append(served)])
     return view
 
 
@@ -164,8 +176,11 @@ async def submit(
     """
     tid = parse_id(task_id, what="task")
     cipher = await project_cipher(keys, scope.project_id)
-    async with db.project_tx(scope.project_id, scope.context()) as conn:
-        settings = await read_settings(conn)
+    async with db.project_tx_first(scope.project_id, scope.context(), READ_SETTINGS) as (
+        conn,
+        rows,
+    ):
+        settings = settings_from_rows(rows)
         schema = settings.schema()
         cur = await conn.cursor(row_factory=dict_row).execute(
             "SELECT t.id, t.item_id, t.state, t.lease_expires_at, i.kind, i.content, i.width, "
@@ -187,49 +202,61 @@ async def submit(
         if row["annotation_id"] is None:
             if row["state"] != "leased":
                 raise ConflictError("this task is not leased to you any more; fetch the next one")
+            # a first answer: everything it writes, its event and COMMIT in one round trip
             annotation_id = uuid.uuid4()
-            await conn.execute(
-                "INSERT INTO annotations (id, task_id, item_id, annotator, result, state) "
-                "VALUES (%s, %s, %s, %s, %s, 'submitted')",
-                [
-                    annotation_id,
-                    tid,
-                    row["item_id"],
-                    scope.user_id,
-                    cipher.encrypt_json("annotations", annotation_id, "result", normalised),
-                ],
+            reviewer = await _choose_reviewer(scope, annotation_id, settings, reviewers)
+            writes: list[Statement] = [
+                (
+                    "INSERT INTO annotations (id, task_id, item_id, annotator, result, state) "
+                    "VALUES (%s, %s, %s, %s, %s, 'submitted')",
+                    [
+                        annotation_id,
+                        tid,
+                        row["item_id"],
+                        scope.user_id,
+                        cipher.encrypt_json("annotations", annotation_id, "result", normalised),
+                    ],
+                ),
+                (_TASK_SUBMITTED, [tid]),
+            ]
+            if reviewer is not None:
+                writes += _review_writes(scope, annotation_id, uuid.uuid4(), reviewer)
+            submitted = build_event(
+                scope.actor,
+                "annotation.submit",
+                resource_type="annotation",
+                resource_id=annotation_id,
+                project_id=scope.project_id,
+                details={"task": str(tid), "version": 1, "review": reviewer is not None},
             )
-            version = 1
-            action = "annotation.submit"
-        else:
-            annotation_id = row["annotation_id"]
-            if row["annotation_state"] not in ("submitted", "in_review", "rejected"):
-                raise ConflictError("this annotation has been reviewed and can no longer change")
-            version = row["version"] + 1
-            cur2 = await conn.execute(
-                "UPDATE annotations SET result = %s, version = %s, state = 'submitted', "
-                "updated_at = now() WHERE id = %s",
-                [
-                    cipher.encrypt_json("annotations", annotation_id, "result", normalised),
-                    version,
-                    annotation_id,
-                ],
-            )
-            if cur2.rowcount != 1:
-                raise ConflictError("this annotation can no longer change")
-            action = "annotation.update"
-        await conn.execute(
-            "UPDATE tasks SET state = 'submitted', lease_expires_at = NULL, updated_at = now() "
-            "WHERE id = %s",
-            [tid],
+            await commit_with(conn, [*writes, project_append(submitted)])
+            return {
+                "annotation_id": annotation_id,
+                "version": 1,
+                "state": "in_review" if reviewer is not None else "submitted",
+            }
+        # a revision (until the annotation is decided, or after a rejection)
+        annotation_id = row["annotation_id"]
+        if row["annotation_state"] not in ("submitted", "in_review", "rejected"):
+            raise ConflictError("this annotation has been reviewed and can no longer change")
+        version = row["version"] + 1
+        cur2 = await conn.execute(
+            "UPDATE annotations SET result = %s, version = %s, state = 'submitted', "
+            "updated_at = now() WHERE id = %s",
+            [
+                cipher.encrypt_json("annotations", annotation_id, "result", normalised),
+                version,
+                annotation_id,
+            ],
         )
-        review_id = await _route_for_review(
-            conn, scope, annotation_id, settings, reviewers, revision=version > 1
-        )
+        if cur2.rowcount != 1:
+            raise ConflictError("this annotation can no longer change")
+        await conn.execute(_TASK_SUBMITTED, [tid])
+        review_id = await _route_revision(conn, scope, annotation_id, settings, reviewers)
         await audit_project(
             conn,
             scope.actor,
-            action,
+            "annotation.update",
             resource_type="annotation",
             resource_id=annotation_id,
             project_id=scope.project_id,
@@ -242,21 +269,17 @@ async def submit(
     }
 
 
-async def _route_for_review(
+async def _route_revision(
     conn: AsyncConnection[Any],
     scope: ProjectScope,
     annotation_id: uuid.UUID,
     settings: ProjectSettings,
     reviewers: ReviewerSource,
-    *,
-    revision: bool,
 ) -> uuid.UUID | None:
-    existing = None
-    if revision:
-        cur = await conn.execute(
-            "SELECT id, reviewer FROM reviews WHERE annotation_id = %s", [annotation_id]
-        )
-        existing = await cur.fetchone()
+    cur = await conn.execute(
+        "SELECT id, reviewer FROM reviews WHERE annotation_id = %s", [annotation_id]
+    )
+    existing = await cur.fetchone()
     if existing is not None:  # a revision after a rejection goes back to the same reviewer
         await conn.execute(
             "UPDATE reviews SET state = 'pending', decided_at = NULL WHERE id = %s",
@@ -267,6 +290,23 @@ async def _route_for_review(
         )
         review: uuid.UUID = existing[0]
         return review
+    reviewer = await _choose_reviewer(scope, annotation_id, settings, reviewers)
+    if reviewer is None:
+        return None
+    review_id = uuid.uuid4()
+    for statement, params in _review_writes(scope, annotation_id, review_id, reviewer):
+        await conn.execute(statement, params)
+    return review_id
+
+
+async def _choose_reviewer(
+    scope: ProjectScope,
+    annotation_id: uuid.UUID,
+    settings: ProjectSettings,
+    reviewers: ReviewerSource,
+) -> uuid.UUID | None:
+    """The reviewer of a new annotation, if the project's review share selects it and there
+    is a reviewer other than its annotator."""
     if not _needs_review(annotation_id, settings.review_share):
         return None
     listed = reviewers if isinstance(reviewers, list) else await reviewers()
@@ -274,15 +314,20 @@ async def _route_for_review(
     if not candidates:
         return None
     # spread the work: pick deterministically among reviewers by the annotation id
-    reviewer = candidates[int.from_bytes(annotation_id.bytes[:4], "big") % len(candidates)]
-    review_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO reviews (id, annotation_id, annotator, reviewer, state) "
-        "VALUES (%s, %s, %s, %s, 'pending')",
-        [review_id, annotation_id, scope.user_id, reviewer],
-    )
-    await conn.execute("UPDATE annotations SET state = 'in_review' WHERE id = %s", [annotation_id])
-    return review_id
+    return candidates[int.from_bytes(annotation_id.bytes[:4], "big") % len(candidates)]
+
+
+def _review_writes(
+    scope: ProjectScope, annotation_id: uuid.UUID, review_id: uuid.UUID, reviewer: uuid.UUID
+) -> list[Statement]:
+    return [
+        (
+            "INSERT INTO reviews (id, annotation_id, annotator, reviewer, state) "
+            "VALUES (%s, %s, %s, %s, 'pending')",
+            [review_id, annotation_id, scope.user_id, reviewer],
+        ),
+        ("UPDATE annotations SET state = 'in_review' WHERE id = %s", [annotation_id]),
+    ]
 
 
 async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUID) -> None:

@@ -3,13 +3,15 @@
 ``record_control`` appends to the control-plane chain on a control connection, ``record_project``
 to the project's own chain on that project's connection. Both run in the transaction of the
 action they record, so the action cannot commit without its event and a failed append fails the
-action. Call them last, just before the transaction ends: the chain's lock is held until commit.
+action. An append only queues the event (``audit_pending``); the sealer chains committed events
+shortly after (see ``labelvault.audit.sealer``). ``project_append`` gives the statement itself,
+for a caller that sends it with the transaction's other last statements (``commit_with``).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, LiteralString
 
 from psycopg import AsyncConnection
 
@@ -59,9 +61,14 @@ async def record_control(conn: AsyncConnection[Any], event: AuditEvent) -> int:
     return int(row[0])
 
 
+def project_append(event: AuditEvent) -> tuple[LiteralString, list[Any]]:
+    """The statement appending ``event`` to its project's chain (on that project's
+    connection, inside the action's transaction)."""
+    return "SELECT audit_append(%s)", [canonical_body(event)]
+
+
 async def record_project(conn: AsyncConnection[Any], event: AuditEvent) -> int:
-    body = canonical_body(event)
-    cur = await conn.execute("SELECT audit_append(%s)", [body])
+    cur = await conn.execute(*project_append(event))
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])

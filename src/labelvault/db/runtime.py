@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, LiteralString
 
@@ -47,23 +47,43 @@ GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
 log = get_logger(__name__)
 
 
+# one statement and its parameters
+Statement = tuple[LiteralString, Sequence[Any]]
+
+
 @asynccontextmanager
 async def _transaction(
-    conn: AsyncConnection[Any], set_context: LiteralString, params: list[str]
-) -> AsyncIterator[None]:
-    """A transaction whose first statement sets the tenant context. BEGIN and the context go
-    to the server together (one pipelined round trip, the only use of pipeline mode); the body
-    then runs as usual and the transaction commits, or rolls back on any exception."""
+    conn: AsyncConnection[Any],
+    set_context: LiteralString,
+    params: list[str],
+    first: Statement | None = None,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """A transaction whose first statement sets the tenant context. BEGIN, the context and an
+    optional first read go to the server together (one pipelined round trip); the body then
+    runs as usual and the transaction commits, or rolls back on any exception. Yields the
+    first read's rows."""
     async with conn.pipeline():
         await conn.execute(set_context, params)
+        cur = await conn.cursor(row_factory=dict_row).execute(*first) if first else None
+    rows = await cur.fetchall() if cur is not None else []
     try:
-        yield
+        yield rows
     except BaseException:
         if not conn.closed:
             with contextlib.suppress(psycopg.Error):
                 await conn.rollback()
         raise
-    await conn.commit()
+    await conn.commit()  # a no-op when the body ended with commit_with
+
+
+async def commit_with(conn: AsyncConnection[Any], statements: Sequence[Statement]) -> None:
+    """End the transaction: its last statements and COMMIT in one round trip (pipeline
+    mode). Any error is raised here and nothing commits. Only for statements whose results
+    the caller does not need to look at before committing."""
+    async with conn.pipeline():
+        for statement, params in statements:
+            await conn.execute(statement, params)
+        await conn.commit()
 
 
 class ProjectPools:
@@ -227,9 +247,29 @@ class RuntimeDatabase:
     async def project_tx(
         self, project_id: uuid.UUID, ctx: ProjectContext, *, mark_dirty: bool = True
     ) -> AsyncIterator[AsyncConnection]:
-        pool = await self.projects.get(project_id)
-        async with pool.connection() as conn, _transaction(conn, SET_PROJECT_CONTEXT, ctx.params()):
+        async with self.project_tx_first(project_id, ctx, None, mark_dirty=mark_dirty) as (
+            conn,
+            _,
+        ):
             yield conn
+
+    @asynccontextmanager
+    async def project_tx_first(
+        self,
+        project_id: uuid.UUID,
+        ctx: ProjectContext,
+        first: Statement | None,
+        *,
+        mark_dirty: bool = True,
+    ) -> AsyncIterator[tuple[AsyncConnection, list[dict[str, Any]]]]:
+        """``project_tx`` whose first read travels with BEGIN and the context; yields the
+        connection and that read's rows (as dicts)."""
+        pool = await self.projects.get(project_id)
+        async with (
+            pool.connection() as conn,
+            _transaction(conn, SET_PROJECT_CONTEXT, ctx.params(), first) as rows,
+        ):
+            yield conn, rows
         if mark_dirty:  # it may have appended audit events: the sealer chains them soon
             self._dirty.add(project_id)
 
@@ -238,4 +278,4 @@ class RuntimeDatabase:
         return dirty
 
 
-__all__ = ["ProjectPools", "RuntimeDatabase", "dict_row"]
+__all__ = ["ProjectPools", "RuntimeDatabase", "Statement", "commit_with", "dict_row"]
