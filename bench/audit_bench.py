@@ -4,8 +4,8 @@ Starts its own embedded PostgreSQL in a temporary data directory, creates an org
 project, then:
 
 1. ``writers`` concurrent tasks append events to the project chain for ``seconds``; every append
-   is its own transaction on the project role's connection (``project_tx`` + ``audit_project``),
-   exactly as a request would do it;
+   is its own transaction on the project role's connection (``project_tx``, then the append and
+   COMMIT in one round trip with ``commit_with``), exactly as a request ends;
 2. bulk-appends until the chain holds at least ``events`` events (many appends a transaction);
 3. signs a checkpoint (timed: first one from scratch, then an incremental one);
 4. verifies the chain with ``verify_database`` (superuser DSN, streaming) and with the pure
@@ -40,10 +40,11 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     from labelvault.audit import StoredEvent, verify_chain
     from labelvault.audit.checkpointer import checkpoint_chain, origin_for, project_chain_id
     from labelvault.audit.dbverify import verify_database
-    from labelvault.audit.record import audit_project, build_event, record_project
+    from labelvault.audit.record import audit_project, build_event, project_append, record_project
     from labelvault.audit.signing import load_signer
     from labelvault.db.context import ProjectContext
     from labelvault.db.names import project_schema
+    from labelvault.db.runtime import commit_with
     from labelvault.kernel.actor import Actor
     from labelvault.platform import Platform, prepare_database
     from labelvault.settings import Settings
@@ -78,8 +79,8 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 async with platform.db.project_tx(pid, ctx) as conn:
-                    await audit_project(
-                        conn,
+                    # as a request ends: the append and COMMIT in one round trip
+                    event = build_event(
                         system,
                         "item.read",
                         resource_type="item",
@@ -87,6 +88,7 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                         project_id=pid,
                         details={"writer": w, "i": i},
                     )
+                    await commit_with(conn, [project_append(event)])
                 latencies.append(time.perf_counter() - t0)
                 counts[w] += 1
                 i += 1

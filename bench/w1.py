@@ -9,8 +9,9 @@ By default it starts a real ``labelvault serve`` subprocess on a fresh embedded 
 2. each person signs in over HTTPS, changes the one-time password (``POST /auth/password``) and
    creates an API token (``POST /tokens``, needs the fresh session's recent authentication);
 3. the data owner imports ``N`` deterministic ~400-character items (one streamed upload);
-4. ``K`` annotators (asyncio tasks, one ``AsyncClient`` / keep-alive HTTP/1.1 pool each) loop
-   next-task -> submit for ``S`` seconds;
+4. ``K`` annotators (asyncio tasks, one keep-alive HTTP/1.1 connection each: a minimal client
+   by default, ``--client sdk`` for ``labelvault.client.AsyncClient``) loop next-task -> submit
+   for ``S`` seconds;
 5. exports every annotation if the export routes exist (request as data owner, approve as
    manager, wait until ready, download), else ``export_s`` is null with the reason;
 6. reports peak RSS (``VmHWM``) of the server process tree and of the PostgreSQL processes.
@@ -434,7 +435,100 @@ class Stats:
         self.errors[key] = self.errors.get(key, 0) + 1
 
 
+class LeanHTTP:
+    """A minimal HTTP/1.1 keep-alive client over TLS (asyncio streams), the default load
+    generator: the annotators share the server's two cores here, and httpx spends about as much
+    CPU per request as the server does (``--client sdk`` runs the same loop through
+    ``labelvault.client.AsyncClient`` instead). Requests and responses are checked, not trusted:
+    any status other than the expected one is counted as an error."""
+
+    def __init__(self, url: str, verify: ssl.SSLContext, token: str) -> None:
+        parsed = httpx.URL(url)
+        self.host, self.port = parsed.host, parsed.port or 443
+        self.verify = verify
+        self.auth = f"Bearer {token}".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> LeanHTTP:
+        self.reader, self.writer = await asyncio.open_connection(
+            self.host, self.port, ssl=self.verify, server_hostname=self.host
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await self.writer.wait_closed()
+
+    async def post(self, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(
+            b"POST "
+            + path.encode()
+            + b" HTTP/1.1\r\nhost: "
+            + self.host.encode()
+            + b"\r\nauthorization: "
+            + self.auth
+            + b"\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise RuntimeError("unexpected chunked response")
+        payload = await self.reader.readexactly(length) if length else b""
+        return status, payload
+
+
 async def annotator(
+    url: str,
+    verify: ssl.SSLContext,
+    token: str,
+    project: uuid.UUID,
+    deadline: float,
+    stats: Stats,
+    seed: int,
+    client: str,
+) -> None:
+    if client == "sdk":
+        await annotator_sdk(url, verify, token, project, deadline, stats, seed)
+        return
+    rng = random.Random(seed)
+    base = f"/api/v1/projects/{project}"
+    async with LeanHTTP(url, verify, token) as lv:
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            status, body = await lv.post(f"{base}/tasks/next")
+            t1 = time.perf_counter()
+            if status == 204:
+                stats.empty += 1
+                return
+            if status != 200:
+                stats.errors[f"next {status}"] = stats.errors.get(f"next {status}", 0) + 1
+                continue
+            stats.next_s.append(t1 - t0)
+            task_id = json.loads(body)["task_id"]
+            answer = json.dumps({"result": {"labels": [rng.choice(LABELS)]}}).encode()
+            status, body = await lv.post(f"{base}/tasks/{task_id}/annotation", answer)
+            if status != 200:
+                stats.errors[f"submit {status}"] = stats.errors.get(f"submit {status}", 0) + 1
+                continue
+            stats.submit_s.append(time.perf_counter() - t1)
+            stats.annotations += 1
+
+
+async def annotator_sdk(
     url: str,
     verify: ssl.SSLContext | bool,
     token: str,
@@ -510,7 +604,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "mode": "remote" if args.url else "local-subprocess",
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
-            "http": "HTTP/1.1 keep-alive, one pool per annotator",
+            "http": "HTTP/1.1 keep-alive, one connection per annotator",
+            "client": args.client,
             "note": "client and server share this host" if not args.url else None,
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         }
@@ -571,14 +666,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             *(
                 annotator(
                     url,
-                    verify
-                    if isinstance(verify, bool)
-                    else ssl.create_default_context(cafile=verify),
+                    ssl.create_default_context(cafile=verify)
+                    if isinstance(verify, str)
+                    else ssl.create_default_context(),
                     tok,
                     project,
                     deadline,
                     stats,
                     i,
+                    args.client,
                 )
                 for i, tok in enumerate(tokens)
             )
@@ -626,6 +722,12 @@ def main() -> None:
     parser.add_argument("--ca-file", help="remote: CA certificate of a self-signed server")
     parser.add_argument("--server-pid", type=int, help="remote on this host: its pid for RSS")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--client",
+        choices=["lean", "sdk"],
+        default="lean",
+        help="annotators' HTTP client: a minimal HTTP/1.1 one (default) or the SDK (httpx)",
+    )
     args = parser.parse_args()
     if args.url and not args.token_file:
         parser.error("--url needs --token-file")

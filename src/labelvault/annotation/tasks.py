@@ -58,22 +58,33 @@ class TaskView:
     review_comment: str | None = None
 
 
+_VIEW: LiteralString = (
+    "SELECT t.id AS task_id, t.item_id, t.lease_expires_at, i.kind, i.content, i.width, "
+    "i.height, a.id AS annotation_id, a.result, a.state AS annotation_state, "
+    "v.id AS review_id, v.comment "
+    "FROM tasks t JOIN items i ON i.id = t.item_id "
+    "LEFT JOIN annotations a ON a.task_id = t.id "
+    "LEFT JOIN reviews v ON v.annotation_id = a.id AND v.state = 'rejected' "
+)
+# the caller's current lease, chosen exactly as claim_next_task() chooses it (oldest first;
+# now() is the transaction's start, the same instant the claim saw)
+_VIEW_OF_CURRENT_LEASE: LiteralString = (
+    _VIEW + "WHERE t.id = (SELECT c.id FROM tasks c WHERE c.assignee = lv_user() "
+    "AND c.state = 'leased' AND c.lease_expires_at > now() ORDER BY c.leased_at LIMIT 1)"
+)
+
+
 async def _task_view(
     conn: AsyncConnection[Any], cipher: ProjectCipher, settings: ProjectSettings, task_id: uuid.UUID
 ) -> TaskView:
-    cur = await conn.cursor(row_factory=dict_row).execute(
-        "SELECT t.id AS task_id, t.item_id, t.lease_expires_at, i.kind, i.content, i.width, "
-        "i.height, a.id AS annotation_id, a.result, a.state AS annotation_state, "
-        "v.id AS review_id, v.comment "
-        "FROM tasks t JOIN items i ON i.id = t.item_id "
-        "LEFT JOIN annotations a ON a.task_id = t.id "
-        "LEFT JOIN reviews v ON v.annotation_id = a.id AND v.state = 'rejected' "
-        "WHERE t.id = %s",
-        [task_id],
-    )
+    cur = await conn.cursor(row_factory=dict_row).execute(_VIEW + "WHERE t.id = %s", [task_id])
     row = await cur.fetchone()
     if row is None:
         raise NotFoundError("task not found")
+    return _view_of(row, cipher, settings)
+
+
+def _view_of(row: dict[str, Any], cipher: ProjectCipher, settings: ProjectSettings) -> TaskView:
     item_id = row["item_id"]
     text = image = None
     if row["kind"] == "text":
@@ -114,11 +125,17 @@ async def next_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope) 
         rows,
     ):
         settings = settings_from_rows(rows)
-        cur = await conn.execute("SELECT task_id FROM claim_next_task()")
-        row = await cur.fetchone()
-        if row is None:
+        # the claim and the read of what it leased travel together (one round trip)
+        async with conn.pipeline():
+            claim = await conn.execute("SELECT task_id FROM claim_next_task()")
+            lease = await conn.cursor(row_factory=dict_row).execute(_VIEW_OF_CURRENT_LEASE)
+        claimed = await claim.fetchone()
+        if claimed is None:
             return None
-        view = await _task_view(conn, cipher, settings, row[0])
+        row = await lease.fetchone()
+        if row is None or row["task_id"] != claimed[0]:  # cannot happen; never serve a guess
+            raise ConflictError("the task changed while it was being served; ask again")
+        view = _view_of(row, cipher, settings)
         served = build_event(
             scope.actor,
             "task.serve",

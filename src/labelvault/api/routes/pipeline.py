@@ -161,16 +161,15 @@ async def get_task(project_id: uuid.UUID, task_id: str, ctx: Ctx) -> dict[str, A
 
 @router.post("/tasks/{task_id}/annotation")
 @access(Permission.TASK_WORK, Scope.PROJECT)
-async def submit(
-    project_id: uuid.UUID, task_id: str, body: AnnotationIn, ctx: Ctx
-) -> dict[str, Any]:
+async def submit(project_id: uuid.UUID, task_id: str, body: AnnotationIn, ctx: Ctx) -> Response:
     async def reviewers() -> list[uuid.UUID]:  # only when the review share selects this one
         return await identity.project_member_ids(ctx.platform.db, project_id, "reviewer")
 
     out = await tasks.submit(
         ctx.platform.db, ctx.platform.keys, project_scope(ctx), task_id, body.result, reviewers
     )
-    return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in out.items()}
+    # the annotator loop's hot path: a plain response, no response-model pass
+    return JSONResponse({k: str(v) if isinstance(v, uuid.UUID) else v for k, v in out.items()})
 
 
 @router.post("/tasks/{task_id}/skip", status_code=204)
