@@ -143,6 +143,17 @@ def _status_kb(pid: int, key: str) -> int | None:
     return None
 
 
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     try:
@@ -196,16 +207,21 @@ class RssSampler:
     pgdata: Path | None
     worker_pid: int | None = None
     server_peak_kb: dict[int, int] = field(default_factory=dict)
+    # peak of the summed proportional set size: pages shared by forked workers count once
+    server_peak_pss_kb: int = 0
     worker_peak_kb: dict[int, int] = field(default_factory=dict)
     pg_peak_kb: dict[int, int] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
         if self.server_pid:
+            pss = 0
             for p in _tree(self.server_pid):
                 hwm = _status_kb(p, "VmHWM")
                 if hwm:
                     self.server_peak_kb[p] = max(self.server_peak_kb.get(p, 0), hwm)
+                pss += _pss_kb(p)
+            self.server_peak_pss_kb = max(self.server_peak_pss_kb, pss)
         if self.worker_pid:
             for p in _tree(self.worker_pid):
                 hwm = _status_kb(p, "VmHWM")
@@ -229,6 +245,9 @@ class RssSampler:
             "server_peak_rss_mb": round(sum(self.server_peak_kb.values()) / 1024, 1)
             if self.server_peak_kb
             else None,
+            "server_peak_pss_mb": round(self.server_peak_pss_kb / 1024, 1)
+            if self.server_peak_pss_kb
+            else None,
             "server_processes": len(self.server_peak_kb),
             "worker_peak_rss_mb": round(sum(self.worker_peak_kb.values()) / 1024, 1)
             if self.worker_peak_kb
@@ -247,7 +266,7 @@ class RssSampler:
 
 
 class LocalServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, workers: int = 1) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.port = free_port()
@@ -260,6 +279,7 @@ class LocalServer:
                 "LABELVAULT_PORT": str(self.port),
                 "LABELVAULT_HOST": "127.0.0.1",
                 "LABELVAULT_LOG_LEVEL": "warning",
+                "LABELVAULT_WORKERS": str(workers),
                 "XDG_RUNTIME_DIR": str(runtime),
                 "PYTHONUNBUFFERED": "1",
             }
@@ -606,6 +626,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "python": sys.version.split()[0],
             "http": "HTTP/1.1 keep-alive, one connection per annotator",
             "client": args.client,
+            "server_workers": None if args.url else args.server_workers,
             "note": "client and server share this host" if not args.url else None,
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         }
@@ -622,7 +643,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             tokens = list(spec["annotators"])[: args.annotators]
             sampler = RssSampler(args.server_pid, None)
         else:
-            server = LocalServer(root)
+            server = LocalServer(root, args.server_workers)
             out["server_start_s"] = round(server.wait_ready(), 2)
             url = server.url
             ctx = ssl.create_default_context(cafile=str(server.ca_file))
@@ -722,6 +743,12 @@ def main() -> None:
     parser.add_argument("--ca-file", help="remote: CA certificate of a self-signed server")
     parser.add_argument("--server-pid", type=int, help="remote on this host: its pid for RSS")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=2,
+        help="local server: worker processes (labelvault serve --workers), default 2",
+    )
     parser.add_argument(
         "--client",
         choices=["lean", "sdk"],

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import gc
+import os
+import signal
 import socket
 import ssl
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,3 +91,72 @@ def uvicorn_config(
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The socket every worker process accepts on (bound once, before the workers fork)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServiceUnavailableError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_workers(count: int, serve_one: Callable[[int], None]) -> int:
+    """Pre-fork ``count`` worker processes, each running ``serve_one(index)`` (its own event
+    loop, database pools and application), and supervise them until they end.
+
+    Call it before this process opens an event loop or a database connection. A
+    SIGTERM or SIGINT here (``KeyboardInterrupt``, see ``serve``) is passed on to every worker,
+    which shuts down gracefully; if one worker dies, the others are stopped too and the exit
+    status is 1. Workers leave with ``os._exit``: the exit hooks of this process (stopping the
+    embedded PostgreSQL) run once, here, after the last worker has gone.
+    """
+    children: set[int] = set()
+    # what is loaded so far is shared copy-on-write: keep the collector from touching it
+    gc.freeze()
+    for index in range(count):
+        pid = os.fork()
+        if pid == 0:  # a worker
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                serve_one(index)
+            except KeyboardInterrupt:
+                pass
+            except BaseException:
+                code = 1
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children.add(pid)
+    status, stopping = 0, False
+
+    def stop_all() -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    while children:
+        try:
+            pid, _ = os.wait()
+        except KeyboardInterrupt:
+            stopping = True
+            stop_all()
+            continue
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping:  # a worker ended on its own: stop the rest, report the failure
+            stopping, status = True, 1
+            stop_all()
+    return status

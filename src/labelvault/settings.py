@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     project_pool_max: int = Field(default=64, ge=1, le=10_000)
     project_pool_conn_max: int = Field(default=4, ge=1, le=100)
     control_pool_max: int = Field(default=10, ge=1, le=200)
+    # server processes accepting on one socket (a Python process uses one core)
+    workers: int = Field(default=1, ge=1, le=64)
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=12, ge=1)
 

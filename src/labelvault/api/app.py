@@ -48,7 +48,13 @@ def check_route_declarations(app: FastAPI) -> None:
         )
 
 
-def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
+def create_app(
+    platform: Platform, *, manage_lifecycle: bool = True, primary: bool = True
+) -> FastAPI:
+    """The application. Every server process seals the audit events it appended; only the
+    ``primary`` one (the only one, unless ``serve`` runs several workers) signs checkpoints and
+    runs the in-process job worker."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if not manage_lifecycle:
@@ -58,9 +64,12 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         stop = asyncio.Event()
         background = [
             asyncio.create_task(run_sealer(platform.db, stop), name="audit-sealer"),
-            asyncio.create_task(run_periodically(platform, stop), name="checkpoints"),
         ]
-        if platform.target.embedded is not None:  # embedded default: one command does all
+        if primary:
+            background.append(
+                asyncio.create_task(run_periodically(platform, stop), name="checkpoints")
+            )
+        if primary and platform.target.embedded is not None:  # one command does all
             # the standard queue only: dedicated queues belong to dedicated workers
             jobs = run_worker(platform, stop, WorkerOptions(queues=("default",)))
             background.append(asyncio.create_task(jobs, name="jobs"))

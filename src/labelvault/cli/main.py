@@ -95,6 +95,9 @@ def init(
 def serve(
     host: str | None = typer.Option(None, help="address to listen on (LABELVAULT_HOST)"),
     port: int | None = typer.Option(None, help="port (LABELVAULT_PORT)"),
+    workers: int | None = typer.Option(
+        None, help="server processes, one core each (LABELVAULT_WORKERS, default 1)"
+    ),
     data_dir: Path | None = DataDir,
 ) -> None:
     """Start the HTTPS server (TLS 1.3 only); on the embedded default, PostgreSQL too."""
@@ -105,16 +108,19 @@ def serve(
         build_ssl_context,
         check_port_free,
         event_loop_factory,
+        listening_socket,
+        run_workers,
         uvicorn_config,
     )
 
-    settings = settings_or_fail(host=host, port=port, data_dir=data_dir)
+    settings = settings_or_fail(host=host, port=port, workers=workers, data_dir=data_dir)
     try:
         check_port_free(settings.host, settings.port)
         context = build_ssl_context(settings)
         target, report = prepare_database(settings)
-        platform = Platform.create(settings, target)
-        application = create_app(platform)
+        sock = listening_socket(settings.host, settings.port) if settings.workers > 1 else None
+        # one process: built here, so configuration errors are reported before listening
+        single = create_app(Platform.create(settings, target)) if sock is None else None
     except LabelVaultError as exc:
         fail(exc.message)
     shown_host = (
@@ -129,20 +135,32 @@ def serve(
     )
     revision = report.control_revision if report else "?"
     typer.echo(f"  database: {where} (control plane revision {revision})")
+    if settings.workers > 1:
+        typer.echo(f"  workers: {settings.workers} processes")
     typer.echo(
         "  first sign-in: run `labelvault init` once to create the system administrator;"
         " it prints a one-time password."
     )
-    config = uvicorn_config(application, settings, context, port=settings.port)
-    server = uvicorn.Server(config)
+
+    def serve_one(index: int) -> None:
+        # each process has its own pools, keys cache and event loop; the first one also signs
+        # audit checkpoints and runs the in-process job worker
+        application = single or create_app(Platform.create(settings, target), primary=index == 0)
+        server = uvicorn.Server(uvicorn_config(application, settings, context, port=settings.port))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(server.serve(sockets=[sock] if sock is not None else None))
+
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: with the default action the
     # process would die there, skipping the atexit hook that stops the embedded PostgreSQL
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with (
-        contextlib.suppress(KeyboardInterrupt),
-        asyncio.Runner(loop_factory=event_loop_factory()) as runner,
-    ):
-        runner.run(server.serve())
+    if sock is None:
+        with contextlib.suppress(KeyboardInterrupt):
+            serve_one(0)
+        return
+    code = run_workers(settings.workers, serve_one)
+    sock.close()
+    if code:
+        fail("a server process ended unexpectedly; the others were stopped")
 
 
 def main() -> None:

@@ -28,12 +28,12 @@ import csv
 import hashlib
 import io
 import json
-from typing import Any, Protocol
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, Protocol
 
 from labelvault.annotation.label_schema import CLASSIFICATION_KINDS
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 FIELDS = (
     "annotation_id",
@@ -143,6 +143,11 @@ class _Sink(io.RawIOBase):
 
 class ParquetWriter:
     def __init__(self, schema_kind: str | None) -> None:
+        # imported here: pyarrow (with numpy) is ~40 MB per process, and only the export
+        # builder needs it, not every server process
+        import pyarrow as pa
+
+        self._pa = pa
         self._labels = schema_kind in CLASSIFICATION_KINDS
         fields = [
             ("annotation_id", pa.string()),
@@ -164,6 +169,8 @@ class ParquetWriter:
         self._rows: list[dict[str, Any]] = []
 
     def begin(self) -> bytes:
+        import pyarrow.parquet as pq
+
         self._writer = pq.ParquetWriter(self._sink, self._schema, compression="zstd")
         return self._sink.take()
 
@@ -171,7 +178,7 @@ class ParquetWriter:
         assert self._writer is not None
         if self._rows:
             self._writer.write_table(
-                pa.Table.from_pylist(self._rows, schema=self._schema),
+                self._pa.Table.from_pylist(self._rows, schema=self._schema),
                 row_group_size=PARQUET_ROW_GROUP,
             )
             self._rows = []

@@ -169,3 +169,68 @@ def test_serve_init_restart_on_a_fresh_data_dir(fresh: tuple[dict[str, str], Pat
         logs.append((pgdata / "log").read_text(errors="replace"))
     for text in logs:
         assert password not in text
+
+
+def _children_of(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def _wait_for_workers(pid: int, count: int, timeout: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = [c for c in _children_of(pid) if _is_labelvault(c)]
+        if len(children) == count:
+            return children
+        time.sleep(0.1)
+    pytest.fail(f"expected {count} worker processes, saw {_children_of(pid)}")
+
+
+def _is_labelvault(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"labelvault" in f.read()
+    except OSError:
+        return False
+
+
+def test_serve_with_workers_stops_cleanly_and_fails_fast(
+    fresh: tuple[dict[str, str], Path],
+) -> None:
+    env, data_dir = fresh
+    env = {**env, "LABELVAULT_WORKERS": "2"}
+    logs_dir = data_dir.parent / "logs"
+    port = int(env["LABELVAULT_PORT"])
+    cafile = data_dir / "tls" / "localhost.crt"
+    pgdata = data_dir / "pg"
+
+    # two worker processes accept on one socket; SIGTERM to the server stops both, then its
+    # PostgreSQL (once, in the supervising process)
+    served = Served(env, logs_dir, "workers")
+    try:
+        assert _wait_healthy(served, port, cafile) == "TLSv1.3"
+        workers = _wait_for_workers(served.proc.pid, 2)
+        assert "workers: 2 processes" in served.stdout
+        for _ in range(10):  # requests are answered whichever worker accepts them
+            assert _healthz(port, cafile)[0] == 200
+    finally:
+        code = served.stop()
+    assert code == 0, served.stderr
+    assert not any(os.path.exists(f"/proc/{w}") and _is_labelvault(w) for w in workers)
+    assert not pgdata.joinpath("postmaster.pid").exists()
+
+    # a worker that dies takes the others down with it: no half-capacity server left running
+    served = Served(env, logs_dir, "workers-killed")
+    try:
+        _wait_healthy(served, port, cafile)
+        first, _ = _wait_for_workers(served.proc.pid, 2)
+        os.kill(first, signal.SIGKILL)
+        code = served.proc.wait(timeout=60)
+    finally:
+        served.stop()
+    assert code == 1
+    assert "a server process ended unexpectedly" in served.stderr
+    assert not pgdata.joinpath("postmaster.pid").exists()
