@@ -51,7 +51,7 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     from labelvault.tenancy import service as tenancy
 
     settings = Settings(
-        data_dir=data_dir, log_level="warning", project_pool_conn_max=max(args.writers, 4)
+        data_dir=data_dir, log_level="warning", project_pool_conn_max=args.writers + 2
     )
     target, _ = await asyncio.to_thread(prepare_database, settings)
     platform = Platform.create(settings, target)
@@ -69,48 +69,81 @@ async def _bench(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         async with platform.db.project_tx(pid, ctx) as conn:
             await audit_project(conn, system, "bench.warmup", project_id=pid)
 
-        # 1. sustained appends, one transaction each
-        stop_at = time.perf_counter() + args.seconds
-        counts = [0] * args.writers
-        latencies: list[float] = []
+        # 1. sustained appends, one transaction each, the server's sealer running alongside
+        #    (every 0.2 s), in two shapes:
+        #    - "bare": each append is one statement in its own transaction (autocommit), the
+        #      chain's own capacity, with as little client work per append as possible;
+        #    - "request": as a request ends, BEGIN + context, then the append and COMMIT in one
+        #      round trip (project_tx + commit_with).
+        from labelvault.audit.sealer import run_sealer, seal_project
 
-        async def writer(w: int) -> None:
+        pool = await platform.db.projects.get(pid)
+
+        async def bare_writer(
+            w: int, stop_at: float, stats: list[float], counts: list[int]
+        ) -> None:
+            async with pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    i = 0
+                    while time.perf_counter() < stop_at:
+                        t0 = time.perf_counter()
+                        await conn.execute(*project_append(_event(w, i)))
+                        platform.db.mark_dirty(pid)  # as project_tx does after each commit
+                        stats.append(time.perf_counter() - t0)
+                        counts[w] += 1
+                        i += 1
+                finally:
+                    await conn.set_autocommit(False)
+
+        async def request_writer(
+            w: int, stop_at: float, stats: list[float], counts: list[int]
+        ) -> None:
             i = 0
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 async with platform.db.project_tx(pid, ctx) as conn:
-                    # as a request ends: the append and COMMIT in one round trip
-                    event = build_event(
-                        system,
-                        "item.read",
-                        resource_type="item",
-                        resource_id=f"{w}-{i}",
-                        project_id=pid,
-                        details={"writer": w, "i": i},
-                    )
-                    await commit_with(conn, [project_append(event)])
-                latencies.append(time.perf_counter() - t0)
+                    await commit_with(conn, [project_append(_event(w, i))])
+                stats.append(time.perf_counter() - t0)
                 counts[w] += 1
                 i += 1
 
-        # the server's sealer runs alongside, as in production (every 0.2 s)
-        from labelvault.audit.sealer import run_sealer, seal_project
+        def _event(w: int, i: int) -> Any:
+            return build_event(
+                system,
+                "item.read",
+                resource_type="item",
+                resource_id=f"{w}-{i}",
+                project_id=pid,
+                details={"writer": w, "i": i},
+            )
 
-        sealer_stop = asyncio.Event()
-        sealer = asyncio.create_task(run_sealer(platform.db, sealer_stop))
-        t0 = time.perf_counter()
-        await asyncio.gather(*(writer(w) for w in range(args.writers)))
-        elapsed = time.perf_counter() - t0
-        sealer_stop.set()
-        await sealer  # it seals once more on the way out
-        # what the background sealer had not chained by the end (should be ~0: it keeps up)
-        out["unsealed_after_appends"] = await seal_project(platform.db, pid)
-        total = sum(counts)
-        latencies.sort()
-        out["appends"] = total
-        out["appends_per_s"] = round(total / elapsed, 1)
-        out["append_latency_ms_p50"] = round(latencies[len(latencies) // 2] * 1000, 2)
-        out["append_latency_ms_p99"] = round(latencies[int(len(latencies) * 0.99)] * 1000, 2)
+        total = 0
+        for shape, writer in (("bare", bare_writer), ("request", request_writer)):
+            counts = [0] * args.writers
+            latencies: list[float] = []
+            sealer_stop = asyncio.Event()
+            sealer = asyncio.create_task(run_sealer(platform.db, sealer_stop))
+            stop_at = time.perf_counter() + args.seconds
+            t0 = time.perf_counter()
+            await asyncio.gather(
+                *(writer(w, stop_at, latencies, counts) for w in range(args.writers))
+            )
+            elapsed = time.perf_counter() - t0
+            sealer_stop.set()
+            await sealer  # it seals once more on the way out
+            # what the background sealer had not chained by the end (~0: it keeps up)
+            unsealed = await seal_project(platform.db, pid)
+            latencies.sort()
+            suffix = "" if shape == "bare" else "_request_shaped"
+            out["appends" + suffix] = sum(counts)
+            out["appends_per_s" + suffix] = round(sum(counts) / elapsed, 1)
+            out["append_latency_ms_p50" + suffix] = round(latencies[len(latencies) // 2] * 1000, 2)
+            out["append_latency_ms_p99" + suffix] = round(
+                latencies[int(len(latencies) * 0.99)] * 1000, 2
+            )
+            out["unsealed_after_appends" + suffix] = unsealed
+            total += sum(counts)
 
         # 2. fill to the verification size (bulk: 1000 appends a transaction)
         body_event = build_event(

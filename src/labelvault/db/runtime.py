@@ -271,7 +271,11 @@ class RuntimeDatabase:
         ):
             yield conn, rows
         if mark_dirty:  # it may have appended audit events: the sealer chains them soon
-            self._dirty.add(project_id)
+            self.mark_dirty(project_id)
+
+    def mark_dirty(self, project_id: uuid.UUID) -> None:
+        """The project may have unsealed audit events: the sealer looks at it on its next run."""
+        self._dirty.add(project_id)
 
     def take_dirty_projects(self) -> set[uuid.UUID]:
         dirty, self._dirty = self._dirty, set()
