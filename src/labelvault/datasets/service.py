@@ -232,14 +232,14 @@ async def _insert_batch(
     added = {r[0] for r in await cur.fetchall()}
     if added:
         ordered = [i for i in batch.ids if i in added]
-        task_ids = [uuid.uuid4() for _ in range(len(ordered) * overlap)]
-        items = [i for i in ordered for _ in range(overlap)]
-        slots = [s for _ in ordered for s in range(overlap)]
+        # task ids come from the server: uuid4() here releases the GIL on every call (os.urandom),
+        # and each time waits behind the thread preparing the next batch
         await conn.execute(
             "INSERT INTO tasks (id, item_id, slot, state, origin) "
-            "SELECT id, item_id, slot, 'open', 'auto' "
-            "FROM unnest(%b::uuid[], %b::uuid[], %b::smallint[]) AS u(id, item_id, slot)",
-            [task_ids, items, slots],
+            "SELECT gen_random_uuid(), u.item_id, s.slot, 'open', 'auto' "
+            "FROM unnest(%b::uuid[]) WITH ORDINALITY AS u(item_id, n) "
+            "CROSS JOIN generate_series(0, %s - 1) AS s(slot) ORDER BY u.n, s.slot",
+            [ordered, overlap],
         )
         gold = [(i, r) for i, r in batch.gold if i in added]
         if gold:
