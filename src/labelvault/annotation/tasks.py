@@ -32,6 +32,13 @@ from labelvault.kernel.ids import parse_id
 from labelvault.keys.service import KeyService
 from labelvault.keys.values import ProjectCipher, project_cipher
 
+_CLAIM: Statement = ("SELECT task_id FROM claim_next_task()", [])
+_TASK_FOR_SUBMIT: LiteralString = (
+    "SELECT t.id, t.item_id, t.state, t.lease_expires_at, i.kind, i.content, i.width, "
+    "i.height, a.id AS annotation_id, a.state AS annotation_state, a.version "
+    "FROM tasks t JOIN items i ON i.id = t.item_id "
+    "LEFT JOIN annotations a ON a.task_id = t.id WHERE t.id = %s FOR UPDATE OF t"
+)
 _TASK_SUBMITTED: LiteralString = (
     "UPDATE tasks SET state = 'submitted', lease_expires_at = NULL, updated_at = now() "
     "WHERE id = %s"
@@ -120,22 +127,17 @@ def _view_of(row: dict[str, Any], cipher: ProjectCipher, settings: ProjectSettin
 async def next_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope) -> TaskView | None:
     """The annotator's next task: their current lease, else their queue, else an open slot."""
     cipher = await project_cipher(keys, scope.project_id)
-    async with db.project_tx_first(scope.project_id, scope.context(), READ_SETTINGS) as (
-        conn,
-        rows,
-    ):
-        settings = settings_from_rows(rows)
-        # the claim and the read of what it leased travel together (one round trip)
-        async with conn.pipeline():
-            claim = await conn.execute("SELECT task_id FROM claim_next_task()")
-            lease = await conn.cursor(row_factory=dict_row).execute(_VIEW_OF_CURRENT_LEASE)
-        claimed = await claim.fetchone()
-        if claimed is None:
+    # BEGIN, the context, the settings, the claim and the read of the lease it made: one
+    # round trip
+    async with db.project_tx_first(
+        scope.project_id, scope.context(), [READ_SETTINGS, _CLAIM, (_VIEW_OF_CURRENT_LEASE, [])]
+    ) as (conn, (settings_rows, claimed, lease)):
+        settings = settings_from_rows(settings_rows)
+        if not claimed:
             return None
-        row = await lease.fetchone()
-        if row is None or row["task_id"] != claimed[0]:  # cannot happen; never serve a guess
+        if not lease or lease[0]["task_id"] != claimed[0]["task_id"]:  # never serve a guess
             raise ConflictError("the task changed while it was being served; ask again")
-        view = _view_of(row, cipher, settings)
+        view = _view_of(lease[0], cipher, settings)
         served = build_event(
             scope.actor,
             "task.serve",
@@ -193,22 +195,15 @@ async def submit(
     """
     tid = parse_id(task_id, what="task")
     cipher = await project_cipher(keys, scope.project_id)
-    async with db.project_tx_first(scope.project_id, scope.context(), READ_SETTINGS) as (
-        conn,
-        rows,
-    ):
-        settings = settings_from_rows(rows)
+    # BEGIN, the context, the settings and the task (locked): one round trip
+    async with db.project_tx_first(
+        scope.project_id, scope.context(), [READ_SETTINGS, (_TASK_FOR_SUBMIT, [tid])]
+    ) as (conn, (settings_rows, tasks_found)):
+        settings = settings_from_rows(settings_rows)
         schema = settings.schema()
-        cur = await conn.cursor(row_factory=dict_row).execute(
-            "SELECT t.id, t.item_id, t.state, t.lease_expires_at, i.kind, i.content, i.width, "
-            "i.height, a.id AS annotation_id, a.state AS annotation_state, a.version "
-            "FROM tasks t JOIN items i ON i.id = t.item_id "
-            "LEFT JOIN annotations a ON a.task_id = t.id WHERE t.id = %s FOR UPDATE OF t",
-            [tid],
-        )
-        row = await cur.fetchone()
-        if row is None:
+        if not tasks_found:
             raise NotFoundError("task not found")
+        row = tasks_found[0]
         text = None
         if row["kind"] == "text":
             text = cipher.decrypt(

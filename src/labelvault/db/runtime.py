@@ -56,18 +56,18 @@ async def _transaction(
     conn: AsyncConnection[Any],
     set_context: LiteralString,
     params: list[str],
-    first: Statement | None = None,
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """A transaction whose first statement sets the tenant context. BEGIN, the context and an
-    optional first read go to the server together (one pipelined round trip); the body then
-    runs as usual and the transaction commits, or rolls back on any exception. Yields the
-    first read's rows."""
+    first: Sequence[Statement] = (),
+) -> AsyncIterator[list[list[dict[str, Any]]]]:
+    """A transaction whose first statement sets the tenant context. BEGIN, the context and the
+    ``first`` statements go to the server together (one pipelined round trip; an error in any
+    of them is raised here); the body then runs as usual and the transaction commits, or rolls
+    back on any exception. Yields the rows of each ``first`` statement."""
     async with conn.pipeline():
         await conn.execute(set_context, params)
-        cur = await conn.cursor(row_factory=dict_row).execute(*first) if first else None
-    rows = await cur.fetchall() if cur is not None else []
+        cursors = [await conn.cursor(row_factory=dict_row).execute(*st) for st in first]
+    results = [await cur.fetchall() for cur in cursors]
     try:
-        yield rows
+        yield results
     except BaseException:
         if not conn.closed:
             with contextlib.suppress(psycopg.Error):
@@ -247,10 +247,7 @@ class RuntimeDatabase:
     async def project_tx(
         self, project_id: uuid.UUID, ctx: ProjectContext, *, mark_dirty: bool = True
     ) -> AsyncIterator[AsyncConnection]:
-        async with self.project_tx_first(project_id, ctx, None, mark_dirty=mark_dirty) as (
-            conn,
-            _,
-        ):
+        async with self.project_tx_first(project_id, ctx, (), mark_dirty=mark_dirty) as (conn, _):
             yield conn
 
     @asynccontextmanager
@@ -258,18 +255,18 @@ class RuntimeDatabase:
         self,
         project_id: uuid.UUID,
         ctx: ProjectContext,
-        first: Statement | None,
+        first: Sequence[Statement],
         *,
         mark_dirty: bool = True,
-    ) -> AsyncIterator[tuple[AsyncConnection, list[dict[str, Any]]]]:
-        """``project_tx`` whose first read travels with BEGIN and the context; yields the
-        connection and that read's rows (as dicts)."""
+    ) -> AsyncIterator[tuple[AsyncConnection, list[list[dict[str, Any]]]]]:
+        """``project_tx`` whose first statements travel with BEGIN and the context; yields the
+        connection and each statement's rows (as dicts)."""
         pool = await self.projects.get(project_id)
         async with (
             pool.connection() as conn,
-            _transaction(conn, SET_PROJECT_CONTEXT, ctx.params(), first) as rows,
+            _transaction(conn, SET_PROJECT_CONTEXT, ctx.params(), first) as results,
         ):
-            yield conn, rows
+            yield conn, results
         if mark_dirty:  # it may have appended audit events: the sealer chains them soon
             self.mark_dirty(project_id)
 
