@@ -13,7 +13,7 @@ from labelvault.access.scope import ProjectScope
 from labelvault.annotation.label_schema import LabelSchema, parse_label_schema
 from labelvault.audit.record import audit_project
 from labelvault.db.runtime import RuntimeDatabase, Statement
-from labelvault.kernel.errors import ConflictError, InvalidInputError
+from labelvault.kernel.errors import ConflictError, InvalidInputError, PermissionDeniedError
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,16 @@ async def update_settings(
                 raise InvalidInputError(f"{key} must be true or false", field=key)
             values[key] = value
     async with db.project_tx(scope.project_id, scope.context()) as conn:
+        # otherwise one manager could approve their own exports (the database refuses too)
+        if (
+            values.get("export_requires_approval") is False
+            and scope.role != "system"
+            and (await read_settings(conn)).export_requires_approval
+        ):
+            raise PermissionDeniedError(
+                "only an organization or system administrator turns off two-person "
+                "approval of exports"
+            )
         if "label_schema" in values:
             cur = await conn.execute(
                 "SELECT count(*) FROM tasks WHERE state <> 'open' AND state <> 'assigned'"

@@ -1,4 +1,4 @@
-"""DDL of the labelling pipeline inside each project schema (project steps 3 to 5).
+"""DDL of the labelling pipeline inside each project schema (project steps 3 to 6).
 
 Who sees what is decided here, by row-level security on the per-transaction role and user:
 
@@ -458,4 +458,93 @@ ALTER POLICY annotations_review ON {s}.annotations
 ALTER POLICY annotations_decide ON {s}.annotations
   USING ((SELECT {s}.lv_role()) = 'reviewer'
          AND {s}.reviewer_holds_annotation(annotations.id, true));
+"""
+
+# Project step 6: what a role may write may not widen what it may read or decide. Row-level
+# security says which rows a role touches, not which columns; these triggers (SECURITY INVOKER:
+# they see what the writer sees) keep the links that grant access fixed for everyone but the
+# platform's own context, and keep export approval a second person's decision.
+INTEGRITY_STEP = r"""
+CREATE FUNCTION {s}.guard_links() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+DECLARE
+  who text := {s}.lv_role();
+  me uuid := {s}.lv_user();
+BEGIN
+  IF who = 'system' THEN
+    RETURN NEW;
+  END IF;
+  IF TG_TABLE_NAME = 'tasks' THEN
+    -- tasks are created by imports and assignments, which run as the platform
+    IF TG_OP = 'INSERT' OR NEW.id <> OLD.id OR NEW.item_id <> OLD.item_id
+       OR NEW.slot <> OLD.slot THEN
+      RAISE EXCEPTION 'a task''s item is fixed' USING ERRCODE = '42501';
+    END IF;
+  ELSIF TG_TABLE_NAME = 'annotations' THEN
+    IF TG_OP = 'INSERT' THEN
+      IF NOT EXISTS (SELECT 1 FROM {s}.tasks t WHERE t.id = NEW.task_id
+                       AND t.item_id = NEW.item_id AND t.assignee = me) THEN
+        RAISE EXCEPTION 'an annotation answers one of your own tasks' USING ERRCODE = '42501';
+      END IF;
+    ELSIF NEW.id <> OLD.id OR NEW.task_id <> OLD.task_id OR NEW.item_id <> OLD.item_id
+          OR NEW.annotator <> OLD.annotator THEN
+      RAISE EXCEPTION 'an annotation''s task is fixed' USING ERRCODE = '42501';
+    END IF;
+  ELSIF TG_TABLE_NAME = 'reviews' THEN
+    IF TG_OP = 'INSERT' THEN
+      IF NOT EXISTS (SELECT 1 FROM {s}.annotations a WHERE a.id = NEW.annotation_id
+                       AND a.annotator = me AND NEW.annotator = me) THEN
+        RAISE EXCEPTION 'a review is of your own annotation' USING ERRCODE = '42501';
+      END IF;
+    ELSIF NEW.id <> OLD.id OR NEW.annotation_id <> OLD.annotation_id
+          OR NEW.annotator <> OLD.annotator OR NEW.reviewer <> OLD.reviewer THEN
+      RAISE EXCEPTION 'a review''s annotation and reviewer are fixed' USING ERRCODE = '42501';
+    END IF;
+  ELSIF TG_TABLE_NAME = 'exports' THEN
+    IF NEW.requested_by <> OLD.requested_by OR NEW.format <> OLD.format
+       OR NEW.only_accepted <> OLD.only_accepted THEN
+      RAISE EXCEPTION 'an export''s request is fixed' USING ERRCODE = '42501';
+    END IF;
+    -- approving is recorded as the approver's own act, by someone other than the requester
+    IF (NEW.approved_by IS DISTINCT FROM OLD.approved_by AND NEW.approved_by IS DISTINCT FROM me)
+       OR (NEW.state = 'approved' AND OLD.state <> 'approved'
+           AND (NEW.approved_by IS DISTINCT FROM me OR me = OLD.requested_by)) THEN
+      RAISE EXCEPTION 'a second person approves an export' USING ERRCODE = '42501';
+    END IF;
+  ELSIF TG_TABLE_NAME = 'settings' THEN
+    IF OLD.export_requires_approval AND NOT NEW.export_requires_approval THEN
+      RAISE EXCEPTION 'only an administrator turns off two-person approval of exports'
+        USING ERRCODE = '42501';
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$f$;
+ALTER FUNCTION {s}.guard_links() OWNER TO lv_owner;
+REVOKE ALL ON FUNCTION {s}.guard_links() FROM PUBLIC;
+CREATE TRIGGER guard_links BEFORE INSERT OR UPDATE ON {s}.tasks
+  FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links BEFORE INSERT OR UPDATE ON {s}.annotations
+  FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links BEFORE INSERT OR UPDATE ON {s}.reviews
+  FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links BEFORE UPDATE ON {s}.exports
+  FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links BEFORE UPDATE ON {s}.settings
+  FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
+
+-- an annotator re-routes only a review still open to them (a revision after a rejection)
+ALTER POLICY reviews_reroute ON {s}.reviews
+  USING ((SELECT {s}.lv_role()) = 'annotator' AND annotator = (SELECT {s}.lv_user())
+         AND state IN ('pending', 'rejected'));
+
+CREATE OR REPLACE FUNCTION {s}.refresh_statistics() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+  IF {s}.lv_role() IS DISTINCT FROM 'system' THEN
+    RAISE EXCEPTION 'statistics are refreshed by the platform' USING ERRCODE = '42501';
+  END IF;
+  ANALYZE {s}.items, {s}.tasks;
+END
+$f$;
 """

@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from labelvault.db.audit_sql import project_audit_sql
 from labelvault.db.names import CONTROL_SCHEMA, MIGRATION_LOCK_KEY, OWNER_ROLE, RUNTIME_ROLE
-from labelvault.db.pipeline_sql import CLAIM_STEP, PIPELINE_STEP, POLICY_FUNCTIONS_STEP
+from labelvault.db.pipeline_sql import (
+    CLAIM_STEP,
+    INTEGRITY_STEP,
+    PIPELINE_STEP,
+    POLICY_FUNCTIONS_STEP,
+)
 
 _V1 = r"""
 CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION lv_owner;
@@ -103,6 +108,7 @@ PROJECT_STEPS: list[str] = [
     PIPELINE_STEP,
     CLAIM_STEP,
     POLICY_FUNCTIONS_STEP,
+    INTEGRITY_STEP,
 ]
 
 

@@ -1,0 +1,107 @@
+"""What a role may write cannot widen what it may read or decide (project step 6).
+
+Each attack runs as SQL in the attacker's own database context, as if a route forgot a check:
+an annotator re-pointing their task at another item or inventing a task, a requester approving
+their own export, a manager switching two-person approval off.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from tests.integration.pipeline.conftest import Team
+
+from labelvault.db.context import ProjectContext
+from labelvault.platform import Platform
+
+Denied = psycopg.errors.InsufficientPrivilege
+
+
+async def test_an_annotator_cannot_repoint_or_invent_a_task(team: Team, platform: Platform) -> None:
+    owner, a1 = team.clients["data_owner"], team.clients["annotator"]
+    r = await owner.post(
+        team.url("/imports"), content=b"mine\nnot mine\n", params={"format": "text"}
+    )
+    assert r.status_code == 201
+    task = (await a1.post(team.url("/tasks/next"))).json()
+    me = ProjectContext(team.users["annotator"].id, "annotator")
+    system = ProjectContext(None, "system")
+    async with platform.db.project_tx(team.project_id, system) as conn:
+        cur = await conn.execute(
+            "SELECT id FROM items WHERE id <> %s ORDER BY created_at LIMIT 1", [task["item_id"]]
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    other_item = row[0]
+
+    with pytest.raises(Denied):
+        async with platform.db.project_tx(team.project_id, me) as conn:
+            await conn.execute(
+                "UPDATE tasks SET item_id = %s WHERE id = %s", [other_item, task["task_id"]]
+            )
+    with pytest.raises(Denied):
+        async with platform.db.project_tx(team.project_id, me) as conn:
+            await conn.execute(
+                "INSERT INTO tasks (id, item_id, slot, assignee, state) "
+                "VALUES (%s, %s, 7, %s, 'leased')",
+                [uuid.uuid4(), other_item, team.users["annotator"].id],
+            )
+    with pytest.raises(Denied):  # an annotation for an item that is not their task's
+        async with platform.db.project_tx(team.project_id, me) as conn:
+            await conn.execute(
+                "INSERT INTO annotations (id, task_id, item_id, annotator, result, state) "
+                "VALUES (%s, %s, %s, %s, '\\x00', 'submitted')",
+                [uuid.uuid4(), task["task_id"], other_item, team.users["annotator"].id],
+            )
+    # and the other item's content stays out of reach
+    async with platform.db.project_tx(team.project_id, me) as conn:
+        cur = await conn.execute("SELECT count(*) FROM items WHERE id = %s", [other_item])
+        assert await cur.fetchone() == (0,)
+
+
+async def test_export_approval_stays_a_second_persons_decision(
+    team: Team, platform: Platform
+) -> None:
+    manager = team.clients["manager"]
+    r = await manager.put(team.url("/settings"), json={"export_requires_approval": False})
+    assert r.status_code == 403
+    r = await manager.get(team.url("/settings"))
+    assert r.json()["export_requires_approval"] is True
+    requester = team.users["manager"].id
+    with pytest.raises(Denied):  # the database refuses it too
+        async with platform.db.project_tx(
+            team.project_id, ProjectContext(requester, "manager")
+        ) as conn:
+            await conn.execute("UPDATE settings SET export_requires_approval = false")
+
+    r = await manager.post(team.url("/exports"), json={"format": "jsonl"})
+    assert r.status_code in (200, 201, 202), r.text
+    export_id = r.json()["export_id"]
+    with pytest.raises(Denied):  # the requester approving, even without naming anyone
+        async with platform.db.project_tx(
+            team.project_id, ProjectContext(requester, "manager")
+        ) as conn:
+            await conn.execute(
+                "UPDATE exports SET state = 'approved', decided_at = now() WHERE id = %s",
+                [export_id],
+            )
+    owner = team.users["data_owner"].id
+    with pytest.raises(Denied):  # another member recording someone else as the approver
+        async with platform.db.project_tx(
+            team.project_id, ProjectContext(owner, "data_owner")
+        ) as conn:
+            await conn.execute(
+                "UPDATE exports SET state = 'approved', approved_by = %s WHERE id = %s",
+                [team.users["reviewer"].id, export_id],
+            )
+    with pytest.raises(Denied):  # nor can the request be re-attributed
+        async with platform.db.project_tx(
+            team.project_id, ProjectContext(owner, "data_owner")
+        ) as conn:
+            await conn.execute(
+                "UPDATE exports SET requested_by = %s WHERE id = %s", [owner, export_id]
+            )
+    r = await team.clients["data_owner"].post(team.url(f"/exports/{export_id}/approve"))
+    assert r.status_code == 200, r.text
