@@ -347,14 +347,19 @@ async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUI
     tid = parse_id(task_id, what="task")
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         cur = await conn.execute(
-            "SELECT item_id, origin, state FROM tasks WHERE id = %s FOR UPDATE", [tid]
+            "SELECT t.item_id, t.origin, t.state, "
+            "EXISTS (SELECT 1 FROM annotations a WHERE a.task_id = t.id) "
+            "FROM tasks t WHERE t.id = %s FOR UPDATE OF t",
+            [tid],
         )
         row = await cur.fetchone()
         if row is None:
             raise NotFoundError("task not found")
-        item_id, origin, state = row
+        item_id, origin, state, answered = row
         if state not in ("leased", "assigned"):
             raise ConflictError("only a task you are working on can be skipped")
+        if answered:  # handed back after a rejection: revise it, it cannot go to someone else
+            raise ConflictError("this task holds your annotation; revise it instead")
         await conn.execute(
             "INSERT INTO task_skips (item_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             [item_id, scope.user_id],

@@ -190,9 +190,12 @@ async def decide(
             if decision == "reject"
             else ("accepted" if decision in ("accept", "correct") else "submitted")
         )
+        # handed back, the task is that annotator's own (never an open slot someone else
+        # could claim: only its annotator can see, and revise, the annotation it holds)
         await conn.execute(
-            "UPDATE tasks SET state = %s, updated_at = now() WHERE id = %s",
-            [task_state, row["task_id"]],
+            "UPDATE tasks SET state = %s, updated_at = now(), "
+            "origin = CASE WHEN %s THEN 'assigned' ELSE origin END WHERE id = %s",
+            [task_state, decision == "reject", row["task_id"]],
         )
         await audit_project(
             conn,

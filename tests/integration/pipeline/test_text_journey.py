@@ -7,6 +7,9 @@ import uuid
 
 from tests.integration.pipeline.conftest import Team
 
+from labelvault.db.context import ProjectContext
+from labelvault.platform import Platform
+
 
 def jsonl(rows: list[dict[str, object]]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
@@ -72,7 +75,9 @@ async def test_import_annotate_review_aggregate(team: Team) -> None:
     assert "message number" not in json.dumps(stats)  # aggregates carry no content
 
 
-async def test_rejection_goes_back_to_the_annotator_with_the_comment(team: Team) -> None:
+async def test_rejection_goes_back_to_the_annotator_with_the_comment(
+    team: Team, platform: Platform
+) -> None:
     owner, a1, reviewer = (
         team.clients["data_owner"],
         team.clients["annotator"],
@@ -93,6 +98,18 @@ async def test_rejection_goes_back_to_the_annotator_with_the_comment(team: Team)
         json={"decision": "reject", "comment": "it is ham"},
     )
     assert r.status_code == 200
+    # handed back, it stays its annotator's: it cannot be skipped into the pool, and after its
+    # lease runs out nobody else is handed it
+    r = await a1.post(team.url(f"/tasks/{task['task_id']}/skip"))
+    assert r.status_code == 409
+    assert (await a1.post(team.url("/tasks/next"))).json()["task_id"] == task["task_id"]
+    async with platform.db.project_tx(team.project_id, ProjectContext(None, "system")) as conn:
+        await conn.execute(
+            "UPDATE tasks SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+            [task["task_id"]],
+        )
+    r = await team.clients["annotator2"].post(team.url("/tasks/next"))
+    assert r.status_code == 204
     again = (await a1.post(team.url("/tasks/next"))).json()
     assert again["task_id"] == task["task_id"]
     assert again["review_comment"] == "it is ham"
