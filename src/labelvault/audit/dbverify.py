@@ -242,8 +242,8 @@ def _org_checked(batch: list[Any], problems: list[Problem]) -> Iterator[StoredEv
     for seq, ts, body, leaf, prev, chain, org in batch:
         try:
             claimed = json.loads(body).get("org_id")
-        except (ValueError, AttributeError):
-            claimed = None  # unreadable body: the leaf check reports it
+        except (ValueError, AttributeError, RecursionError):
+            claimed = None  # unreadable (or absurdly nested) body: reported, never a crash
         if (str(org) if org is not None else None) != claimed and len(problems) < 1000:
             problems.append(
                 Problem(

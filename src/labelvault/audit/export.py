@@ -225,6 +225,10 @@ def verify_export(path: Path, public_keys: list[str]) -> VerificationReport:
         report.problems.append(Problem(None, ProblemKind.EXPORT_FORMAT, str(exc)))
         return report
     report.problems.extend(problems)
+    if report.events_checked == 0:  # an export always holds at least its own audit.export event
+        report.problems.append(
+            Problem(None, ProblemKind.EXPORT_FORMAT, "the export holds no events")
+        )
     if report.events_checked != size:
         report.problems.append(
             Problem(

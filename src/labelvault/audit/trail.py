@@ -16,7 +16,6 @@ cursor pagination is by ``seq`` (keyset), newest first by default.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -229,8 +228,11 @@ async def _export_stream(
 
     await record()
     signer = await load_signer(platform)
-    with contextlib.suppress(ChainBrokenError):  # export anyway: the verifier says what is wrong
+    broken = False
+    try:
         await checkpoint_chain(platform, chain_id, signer)
+    except ChainBrokenError:  # export anyway, all of it: the verifier says what is wrong
+        broken = True
     async with platform.db.control_tx(ControlContext.system_context()) as conn:
         cur = await conn.execute(
             "SELECT size, note FROM lv_control.audit_checkpoints WHERE chain_id = %s "
@@ -240,6 +242,11 @@ async def _export_stream(
         rows = list(reversed(await cur.fetchall()))
     # the checkpoint was signed after sealing, so it covers the export's own event
     upto = max((int(s) for s, _ in rows), default=0)
+    if broken:  # no new checkpoint: up to the head, so the break and what follows are shown
+        async with chain_connection(platform, chain_id) as (conn, table):
+            cur = await conn.execute(f"SELECT coalesce(max(seq), 0) FROM {table}")
+            head = await cur.fetchone()
+        upto = max(upto, int(head[0]) if head else 0)
     notes = [n for _, n in rows]
 
     async def lines() -> AsyncIterator[bytes]:

@@ -88,3 +88,8 @@ def test_wrong_key_unanchored_and_truncated(tmp_path: Path) -> None:
     assert not _verify(tmp_path, b"".join(lines[:-2] + lines[-1:]))  # last event dropped
     assert not _verify(tmp_path, b"".join(lines[:-1]))  # trailer dropped
     assert not _verify(tmp_path, EXPORT[:-1])  # no final newline
+
+
+def test_an_export_without_events_does_not_verify(tmp_path: Path) -> None:
+    # a trailer alone (no event, no checkpoint) proves nothing: it is not "ok"
+    assert not _verify(tmp_path, trailer_line(CHAIN_ID, ORIGIN, 0, []))

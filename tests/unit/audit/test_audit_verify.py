@@ -254,3 +254,12 @@ def test_checkpoints_across_merkle_batches() -> None:
     tampered[4500] = dataclasses.replace(tampered[4500], body=forged_body, leaf=forged_leaf)
     report = verify(tampered, cps)
     assert {p.seq for p in report.problems} == {4501, 5000, 8191, 8192, 9000}
+
+
+def test_an_absurdly_nested_body_is_reported_never_a_crash() -> None:
+    from labelvault.audit.dbverify import _org_checked
+
+    problems: list[object] = []
+    rows = [(1, 0, b"[" * 65536, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32, None)]
+    events = list(_org_checked(rows, problems))  # type: ignore[arg-type]
+    assert [e.seq for e in events] == [1]
