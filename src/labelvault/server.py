@@ -11,7 +11,6 @@ import signal
 import socket
 import ssl
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,11 @@ from typing import Any
 import uvicorn
 
 from labelvault.crypto.tls import ensure_self_signed, server_ssl_context
-from labelvault.kernel.errors import InvalidInputError, ServiceUnavailableError
+from labelvault.kernel.errors import (
+    InvalidInputError,
+    LabelVaultError,
+    ServiceUnavailableError,
+)
 from labelvault.settings import Settings
 
 
@@ -119,32 +122,44 @@ def run_workers(count: int, serve_one: Callable[[int], None]) -> int:
     embedded PostgreSQL) run once, here, after the last worker has gone.
     """
     children: set[int] = set()
-    # what is loaded so far is shared copy-on-write: keep the collector from touching it
-    gc.freeze()
-    for index in range(count):
-        pid = os.fork()
-        if pid == 0:  # a worker
-            code = 0
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                serve_one(index)
-            except KeyboardInterrupt:
-                pass
-            except BaseException:
-                code = 1
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        children.add(pid)
     status, stopping = 0, False
 
     def stop_all() -> None:
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
+
+    # what is loaded so far is shared copy-on-write: keep the collector from touching it
+    gc.freeze()
+    try:
+        for index in range(count):
+            pid = os.fork()
+            if pid == 0:  # a worker: whatever happens, it leaves through os._exit
+                code = 0
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    serve_one(index)
+                except KeyboardInterrupt:
+                    pass
+                except BaseException as exc:
+                    code = 1
+                    # our own errors carry a message meant for the operator; anything else
+                    # only its type (a traceback could hold values)
+                    why = exc.message if isinstance(exc, LabelVaultError) else type(exc).__name__
+                    with contextlib.suppress(BaseException):
+                        print(f"server process {index} failed: {why}", file=sys.stderr)
+                finally:
+                    try:
+                        with contextlib.suppress(BaseException):
+                            sys.stdout.flush()
+                            sys.stderr.flush()
+                    finally:
+                        os._exit(code)
+            children.add(pid)
+    except KeyboardInterrupt:  # stopped while still starting: stop those already running
+        stopping = True
+        stop_all()
 
     while children:
         try:
