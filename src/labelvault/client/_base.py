@@ -45,7 +45,11 @@ class _Base:
         if not base:
             raise CredentialsError(f"no server URL: pass url=... or set {URL_ENV}")
         parsed = httpx.URL(base.rstrip("/"))
-        if parsed.scheme not in ("https", "http") or not parsed.host:
+        loopback = parsed.host in ("127.0.0.1", "::1", "localhost")
+        if not parsed.host or not (
+            parsed.scheme == "https" or (parsed.scheme == "http" and loopback)
+        ):
+            # the token would travel in cleartext: plain http only to this machine
             raise CredentialsError("the server URL must be https://host[:port]")
         self.url = str(parsed)
         self.timeout = timeout

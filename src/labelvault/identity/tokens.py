@@ -32,7 +32,9 @@ from labelvault.tenancy.validation import clean_name
 
 MAX_TOKEN_DAYS = 365
 TOKEN_ROLES = ("annotator", "reviewer", "manager", "data_owner")
-ROLE_RANK = {"annotator": 1, "reviewer": 2, "data_owner": 3, "manager": 3}
+# a manager may do everything a data owner may, and more: a token capped at data_owner never
+# acts as a manager
+ROLE_RANK = {"annotator": 1, "reviewer": 2, "data_owner": 3, "manager": 4}
 TOUCH_EVERY = dt.timedelta(seconds=60)
 # runs in the authenticating transaction, with the accepted actor
 AfterAuthentication = Callable[[AsyncConnection[Any], Actor], Awaitable[None]]
