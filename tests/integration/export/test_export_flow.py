@@ -21,8 +21,10 @@ from tests.integration.export.export_support import (
     wait_for_state,
 )
 from tests.integration.pipeline.conftest import Team, build_team
-from tests.support.platform import ServerThread
+from tests.support.platform import SYSTEM, ServerThread
 
+from labelvault.access.scope import ProjectScope
+from labelvault.annotation.settings import update_settings
 from labelvault.db.context import ProjectContext
 from labelvault.platform import Platform
 
@@ -176,9 +178,14 @@ async def test_expired_link_rejection_and_no_approval_projects(
         r = await owner.post(team.url(f"/exports/{rejected['export_id']}/approve"))
         assert r.status_code == 409
 
-        # a project that needs no second approval: approved and queued at once
+        # a project that needs no second approval (an administrator's decision: a manager may
+        # not make it, see test_write_integrity.py): approved and queued at once
         r = await manager.put(team.url("/settings"), json={"export_requires_approval": False})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 403
+        admin = ProjectScope(
+            team.project_id, SYSTEM, "system", privileged_reason="administrator access"
+        )
+        await update_settings(platform.db, admin, {"export_requires_approval": False})
         r = await owner.post(team.url("/exports"), json={"format": "jsonl", "only_accepted": False})
         assert r.status_code == 201 and r.json()["state"] == "approved", r.text
         url = team.url(f"/exports/{r.json()['export_id']}")
