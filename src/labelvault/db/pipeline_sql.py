@@ -463,7 +463,8 @@ ALTER POLICY annotations_decide ON {s}.annotations
 # Project step 6: what a role may write may not widen what it may read or decide. Row-level
 # security says which rows a role touches, not which columns; these triggers (SECURITY INVOKER:
 # they see what the writer sees) keep the links that grant access fixed for everyone but the
-# platform's own context, and keep export approval a second person's decision.
+# platform's own context, and keep export approval a second person's decision. They run AFTER
+# the row is checked, so what row-level security refuses is still refused by it, first.
 INTEGRITY_STEP = r"""
 CREATE FUNCTION {s}.guard_links() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
@@ -522,15 +523,15 @@ END
 $f$;
 ALTER FUNCTION {s}.guard_links() OWNER TO lv_owner;
 REVOKE ALL ON FUNCTION {s}.guard_links() FROM PUBLIC;
-CREATE TRIGGER guard_links BEFORE INSERT OR UPDATE ON {s}.tasks
+CREATE TRIGGER guard_links AFTER INSERT OR UPDATE ON {s}.tasks
   FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
-CREATE TRIGGER guard_links BEFORE INSERT OR UPDATE ON {s}.annotations
+CREATE TRIGGER guard_links AFTER INSERT OR UPDATE ON {s}.annotations
   FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
-CREATE TRIGGER guard_links BEFORE INSERT OR UPDATE ON {s}.reviews
+CREATE TRIGGER guard_links AFTER INSERT OR UPDATE ON {s}.reviews
   FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
-CREATE TRIGGER guard_links BEFORE UPDATE ON {s}.exports
+CREATE TRIGGER guard_links AFTER UPDATE ON {s}.exports
   FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
-CREATE TRIGGER guard_links BEFORE UPDATE ON {s}.settings
+CREATE TRIGGER guard_links AFTER UPDATE ON {s}.settings
   FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
 
 -- an annotator re-routes only a review still open to them (a revision after a rejection)

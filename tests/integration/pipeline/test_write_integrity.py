@@ -39,7 +39,9 @@ async def test_an_annotator_cannot_repoint_or_invent_a_task(team: Team, platform
     with pytest.raises(Denied):
         async with platform.db.project_tx(team.project_id, me) as conn:
             await conn.execute(
-                "UPDATE tasks SET item_id = %s WHERE id = %s", [other_item, task["task_id"]]
+                # (another slot number: the same slot would already clash with a unique key)
+                "UPDATE tasks SET item_id = %s, slot = 5 WHERE id = %s",
+                [other_item, task["task_id"]],
             )
     with pytest.raises(Denied):
         async with platform.db.project_tx(team.project_id, me) as conn:
