@@ -523,12 +523,26 @@ END
 $f$;
 ALTER FUNCTION {s}.guard_links() OWNER TO lv_owner;
 REVOKE ALL ON FUNCTION {s}.guard_links() FROM PUBLIC;
-CREATE TRIGGER guard_links AFTER INSERT OR UPDATE ON {s}.tasks
-  FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
-CREATE TRIGGER guard_links AFTER INSERT OR UPDATE ON {s}.annotations
-  FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
-CREATE TRIGGER guard_links AFTER INSERT OR UPDATE ON {s}.reviews
-  FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
+-- the function runs only when it has something to check: inserts outside the platform's
+-- context, updates that touch a link (bulk imports and the annotator loop's ordinary
+-- updates never call it)
+CREATE TRIGGER guard_links_insert AFTER INSERT ON {s}.tasks FOR EACH ROW
+  WHEN ({s}.lv_role() IS DISTINCT FROM 'system') EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links_update AFTER UPDATE ON {s}.tasks FOR EACH ROW
+  WHEN (NEW.id <> OLD.id OR NEW.item_id <> OLD.item_id OR NEW.slot <> OLD.slot)
+  EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links_insert AFTER INSERT ON {s}.annotations FOR EACH ROW
+  WHEN ({s}.lv_role() IS DISTINCT FROM 'system') EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links_update AFTER UPDATE ON {s}.annotations FOR EACH ROW
+  WHEN (NEW.id <> OLD.id OR NEW.task_id <> OLD.task_id OR NEW.item_id <> OLD.item_id
+        OR NEW.annotator <> OLD.annotator)
+  EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links_insert AFTER INSERT ON {s}.reviews FOR EACH ROW
+  WHEN ({s}.lv_role() IS DISTINCT FROM 'system') EXECUTE FUNCTION {s}.guard_links();
+CREATE TRIGGER guard_links_update AFTER UPDATE ON {s}.reviews FOR EACH ROW
+  WHEN (NEW.id <> OLD.id OR NEW.annotation_id <> OLD.annotation_id
+        OR NEW.annotator <> OLD.annotator OR NEW.reviewer <> OLD.reviewer)
+  EXECUTE FUNCTION {s}.guard_links();
 CREATE TRIGGER guard_links AFTER UPDATE ON {s}.exports
   FOR EACH ROW EXECUTE FUNCTION {s}.guard_links();
 CREATE TRIGGER guard_links AFTER UPDATE ON {s}.settings
