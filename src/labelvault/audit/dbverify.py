@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import psycopg
 
-from labelvault.audit.chain import StoredEvent
+from labelvault.audit.chain import EventRow
 from labelvault.audit.checkpoint import Checkpoint, CheckpointError, parse_and_verify
 from labelvault.audit.checkpointer import (
     CONTROL_CHAIN,
@@ -217,7 +217,7 @@ def collect_checkpoints(
 
 def _rows(
     conn: psycopg.Connection[Any], table: str, *, with_org: bool, problems: list[Problem]
-) -> Iterator[StoredEvent]:
+) -> Iterator[EventRow]:
     cols = "seq, ts_us, body, leaf, prev_hash, chain_hash" + (", org_id" if with_org else "")
     # keyset pages on the primary key (inside the one REPEATABLE READ snapshot): a client-side
     # binary cursor per page is several times faster than a server-side cursor
@@ -232,13 +232,13 @@ def _rows(
         if with_org:
             yield from _org_checked(batch, problems)
         else:
-            yield from (StoredEvent(*row) for row in batch)
+            yield from batch  # (seq, ts_us, body, leaf, prev_hash, chain_hash) tuples
         op, last = ">", batch[-1][0]
         if len(batch) < FETCH_ROWS:
             return
 
 
-def _org_checked(batch: list[Any], problems: list[Problem]) -> Iterator[StoredEvent]:
+def _org_checked(batch: list[Any], problems: list[Problem]) -> Iterator[EventRow]:
     for seq, ts, body, leaf, prev, chain, org in batch:
         try:
             claimed = json.loads(body).get("org_id")
@@ -252,7 +252,7 @@ def _org_checked(batch: list[Any], problems: list[Problem]) -> Iterator[StoredEv
                     f"seq {seq}: org_id column differs from the event's org_id",
                 )
             )
-        yield StoredEvent(seq, ts, body, leaf, prev, chain)
+        yield seq, ts, body, leaf, prev, chain
 
 
 # -- the database --------------------------------------------------------------------------------

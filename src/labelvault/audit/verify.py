@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import json
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Final
 
-from labelvault.audit.chain import StoredEvent, genesis_hash
+from labelvault.audit.chain import EventRow, clean_run, genesis_hash
 from labelvault.audit.checkpoint import Checkpoint
 from labelvault.audit.events import InvalidAuditEventError, decode_event
 from labelvault.audit.merkle import EMPTY_ROOT, MerkleAccumulator
 
 DEFAULT_MAX_PROBLEMS: Final = 1000
-_BATCH: Final = 4096  # leaves hashed into the tree at a time
+_BATCH: Final = 4096  # rows checked at a time
 _INT8X2: Final = struct.Struct(">qq")
 _MIN_INT8: Final = -(2**63)
 _ZERO: Final = bytes(32)
@@ -105,7 +106,7 @@ class _Collector:
 
 def verify_chain(
     chain_id: str,
-    events: Iterable[StoredEvent],
+    events: Iterable[EventRow],
     checkpoints: Iterable[Checkpoint] = (),
     *,
     expected_origin: str,
@@ -126,7 +127,6 @@ def verify_chain(
             out.add(None, ProblemKind.CHECKPOINT_ORIGIN, f"checkpoint origin {cp.origin!r}")
         else:
             pending.setdefault(cp.size, []).append(cp)
-    sizes = sorted(pending, reverse=True)  # pop() yields the smallest
     genesis = genesis_hash(chain_id)
 
     def check_checkpoints(size: int, root: bytes, seq: int, head: bytes, ts: int) -> None:
@@ -151,80 +151,111 @@ def verify_chain(
             if good:
                 report.anchored_size = max(report.anchored_size, size)
 
-    next_size = sizes.pop() if sizes else -1
-    if next_size == 0:
+    if 0 in pending:
         check_checkpoints(0, EMPTY_ROOT, 0, genesis, pending[0][0].ts_us)
-        next_size = sizes.pop() if sizes else -1
+    run = _Run(out, genesis, sorted(pending), check_bodies=check_bodies)
+    run.consume(events)
+    for (size, seq, head, ts), root in zip(run.heads, run.roots, strict=True):
+        check_checkpoints(size, root, seq, head, ts)
 
-    leaf_prefix = hashlib.sha256(b"\x00")
-    empty = hashlib.sha256()
-    pack = _INT8X2.pack
-    acc = MerkleAccumulator()
-    batch: list[bytes] = []
-    merkle_until = max(pending, default=0)  # leaves past the last checkpoint are not needed
-    n = 0
-    expected = 1
-    prev_chain = chain = genesis
-    prev_ts = ts = _MIN_INT8
-    seq = 0
-    for e in events:
-        n += 1
-        seq, ts, leaf, prev, chain = e.seq, e.ts_us, e.leaf, e.prev_hash, e.chain_hash
-        try:  # the fast path: everything as it should be
-            # copying a primed hash object is ~2x cheaper than constructing one (OpenSSL 3)
-            lh = leaf_prefix.copy()
-            lh.update(e.body)
-            ch = empty.copy()
-            ch.update(prev)
-            ch.update(pack(seq, ts))
-            ch.update(leaf)
-            good = (
-                seq == expected
-                and lh.digest() == leaf
-                and prev == prev_chain
-                and ch.digest() == chain
-                and ts >= prev_ts
-            )
-        except (TypeError, struct.error, OverflowError):
-            good = False
-        if good:
-            expected += 1
-        else:
-            expected, seq, ts, leaf, chain = _diagnose(e, n, expected, prev_chain, prev_ts, out)
-        if check_bodies:
-            try:
-                decode_event(e.body)
-            except InvalidAuditEventError as exc:
-                out.add(seq, ProblemKind.INVALID_BODY, f"seq {seq}: {exc.message}")
-        prev_chain, prev_ts = chain, ts
-        if n <= merkle_until:
-            batch.append(leaf)
-            if n == next_size or len(batch) == _BATCH:
-                acc.extend(batch)
-                batch.clear()
-                if n == next_size:
-                    check_checkpoints(n, acc.root(), seq, chain, ts)
-                    next_size = sizes.pop() if sizes else -1
-
-    report.events_checked = n
-    report.head_seq = seq
-    report.head_hash = chain
-    while next_size > n:
-        report.checkpoints_checked += len(pending[next_size])
+    n = report.events_checked = run.n
+    report.head_seq = run.seq
+    report.head_hash = run.state[1]
+    for size in sorted(size for size in pending if size > n):
+        report.checkpoints_checked += len(pending[size])
         out.add(
             n + 1,  # the first event that is missing
             ProblemKind.TRUNCATED,
-            f"checkpoint at size {next_size} but chain has {n} events: truncated",
+            f"checkpoint at size {size} but chain has {n} events: truncated",
         )
-        next_size = sizes.pop() if sizes else -1
     return report
 
 
+class _Run:
+    """One pass over a chain in batches: each checked whole by :func:`clean_run` and, only if it
+    is not clean, diagnosed row by row. ``state`` is (the seq the next row must have, the chain
+    hash and ts of the last row), as row-by-row checking leaves it. Batches end at every
+    checkpoint size, where the tree's root is taken."""
+
+    def __init__(
+        self, out: _Collector, genesis: bytes, sizes: list[int], *, check_bodies: bool
+    ) -> None:
+        self.out = out
+        self.check_bodies = check_bodies
+        self.cuts = [size for size in sizes if size > 0]
+        self.merkle_until = max(sizes, default=0)  # leaves past the last checkpoint: not needed
+        self.state: tuple[int, bytes, int] = (1, genesis, _MIN_INT8)
+        self.seq = 0
+        self.n = 0  # rows checked
+        self.tree = MerkleAccumulator()
+        self.roots: list[bytes] = []
+        self.heads: list[tuple[int, int, bytes, int]] = []  # (size, seq, chain head, ts)
+
+    def consume(self, events: Iterable[EventRow]) -> None:
+        it = iter(events)
+        cut = iter(self.cuts)
+        next_cut = next(cut, None)
+        while True:
+            while next_cut is not None and next_cut <= self.n:
+                next_cut = next(cut, None)
+            limit = _BATCH if next_cut is None else min(_BATCH, next_cut - self.n)
+            rows = list(itertools.islice(it, limit))
+            if not rows:
+                return
+            self._check(rows)
+
+    def _check(self, rows: list[EventRow]) -> None:
+        end = _end_state(rows) if clean_run(rows, *self.state) else None
+        if end is not None:
+            self.state, self.seq = end, end[0] - 1
+            leaves = [row[3] for row in rows]
+            if self.check_bodies:
+                for row in rows:
+                    self._check_body(row[0], row[2])
+        else:
+            leaves = []
+            expected, prev_chain, prev_ts = self.state
+            seq = self.seq
+            for n, e in enumerate(rows, self.n + 1):
+                expected, seq, prev_ts, leaf, prev_chain = _diagnose(
+                    e, n, expected, prev_chain, prev_ts, self.out
+                )
+                if self.check_bodies:
+                    self._check_body(seq, e[2])
+                leaves.append(leaf)
+            self.state, self.seq = (expected, prev_chain, prev_ts), seq
+        self.n += len(rows)
+        if self.n <= self.merkle_until:
+            self.tree.extend(leaves)
+            if self.n in self.cuts:
+                self.roots.append(self.tree.root())
+                self.heads.append((self.n, self.seq, self.state[1], self.state[2]))
+
+    def _check_body(self, seq: int, body: object) -> None:
+        try:
+            decode_event(body)  # type: ignore[arg-type]  # a malformed row's body may be anything
+        except InvalidAuditEventError as exc:
+            self.out.add(seq, ProblemKind.INVALID_BODY, f"seq {seq}: {exc.message}")
+
+
+def _end_state(rows: list[EventRow]) -> tuple[int, bytes, int] | None:
+    """The state after ``rows`` if they are clean (None if they cannot be: malformed)."""
+    try:
+        seq, ts, _, _, _, chain = rows[-1]
+        return seq + 1, chain, ts
+    except (TypeError, ValueError):
+        return None
+
+
 def _diagnose(
-    e: StoredEvent, n: int, expected: int, prev_chain: bytes, prev_ts: int, out: _Collector
+    e: EventRow, n: int, expected: int, prev_chain: bytes, prev_ts: int, out: _Collector
 ) -> tuple[int, int, int, bytes, bytes]:
     """Report what is wrong with row ``e``; return (next expected seq, seq, ts, leaf, chain)."""
-    seq, ts, body, leaf, prev, chain = e.seq, e.ts_us, e.body, e.leaf, e.prev_hash, e.chain_hash
+    try:
+        seq, ts, body, leaf, prev, chain = e
+    except (TypeError, ValueError):
+        out.add(None, ProblemKind.MALFORMED_EVENT, f"event #{n} in the stream is malformed")
+        return expected + 1, expected, prev_ts, _ZERO, _ZERO
     try:
         computed_leaf = hashlib.sha256(b"\x00" + body).digest()
         computed_chain = hashlib.sha256(prev + _INT8X2.pack(seq, ts) + leaf).digest()
