@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterable
@@ -323,7 +322,10 @@ async def import_items(
                 report.items_added,
                 report.duplicates,
                 report.rejected,
-                json.dumps(report.errors),
+                # sealed: the reasons name archive entries and files
+                cipher.encrypt_json("imports", import_id, "report", report.errors)
+                if report.errors
+                else None,
             ],
         )
         await audit_project(

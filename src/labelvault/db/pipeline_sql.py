@@ -563,3 +563,14 @@ BEGIN
 END
 $f$;
 """
+
+# Step 7: an import's report of rejected rows is sealed like every other payload. Its reasons
+# name archive entries and files, and a file name can be personal data (a scan named after its
+# patient). The plaintext column goes with its contents: nothing ever read it back.
+IMPORT_REPORT_STEP = r"""
+ALTER TABLE {s}.imports DROP COLUMN report;
+ALTER TABLE {s}.imports ADD COLUMN report bytea;
+-- the platform re-seals it after a key rotation, as it does every sealed column
+CREATE POLICY imports_reseal ON {s}.imports FOR UPDATE TO {r}
+  USING ((SELECT {s}.lv_role()) = 'system') WITH CHECK ((SELECT {s}.lv_role()) = 'system');
+"""

@@ -20,6 +20,7 @@ from labelvault.db.audit_sql import project_audit_sql
 from labelvault.db.names import CONTROL_SCHEMA, MIGRATION_LOCK_KEY, OWNER_ROLE, RUNTIME_ROLE
 from labelvault.db.pipeline_sql import (
     CLAIM_STEP,
+    IMPORT_REPORT_STEP,
     INTEGRITY_STEP,
     PIPELINE_STEP,
     POLICY_FUNCTIONS_STEP,
@@ -109,6 +110,7 @@ PROJECT_STEPS: list[str] = [
     CLAIM_STEP,
     POLICY_FUNCTIONS_STEP,
     INTEGRITY_STEP,
+    IMPORT_REPORT_STEP,
 ]
 
 

@@ -27,6 +27,9 @@ PROJECT_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("reviews", "id", "corrected_result"),
 )
 
+# Appended with project step 7: the rejected rows of an import (their reasons name files).
+PROJECT_COLUMNS = (*PROJECT_COLUMNS, EncryptedColumn("imports", "id", "report"))
+
 # Blobs (encrypted in chunks): (table, id column, blob-id column). Their context is
 # (project, table, row id, "blob").
 PROJECT_BLOBS: tuple[tuple[str, str, str], ...] = (

@@ -19,12 +19,17 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import httpx
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 from tests.integration.sdk.sdk_support import SdkTeam, build_sdk_team
 from tests.support.platform import ServerThread
 
+from labelvault.db.bootstrap import DatabaseTarget
+from labelvault.db.names import project_schema
+from labelvault.keys.values import project_cipher
 from labelvault.platform import Platform
 
 MiB = 1024 * 1024
@@ -446,3 +451,29 @@ def test_oversized_upload_is_413(api: Api) -> None:
     assert r.json()["code"] == "too_large"
     assert time.monotonic() - started < 30
     assert api.items() == before
+
+
+async def test_file_names_in_a_report_are_sealed_at_rest(
+    api: Api, platform: Platform, db_target: DatabaseTarget
+) -> None:
+    """The importer is told which entries failed, by name; the database keeps that report only
+    sealed (a file name can be personal data: a scan named after its patient)."""
+    m = _marker()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"scan-of-{m}.png", b"not an image at all")
+        zf.writestr("real.png", _png())
+    r = api.post(buf.getvalue(), fmt="zip", on_error="skip")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert m in body["errors"][0]["reason"]  # the importer learns which entry it was
+    with psycopg.connect(db_target.owner_dsn) as conn:  # as a superuser sees it
+        table = sql.Identifier(project_schema(api.team.project_id), "imports")
+        stored = conn.execute(
+            sql.SQL("SELECT report FROM {} WHERE id = %s").format(table), [body["import_id"]]
+        ).fetchone()
+        with conn.cursor().copy(sql.SQL("COPY {} TO STDOUT").format(table)) as copy:
+            dump = b"".join(bytes(chunk) for chunk in copy)
+    assert stored is not None and m.encode() not in stored[0] and m.encode() not in dump
+    cipher = await project_cipher(platform.keys, api.team.project_id)
+    assert cipher.decrypt_json("imports", body["import_id"], "report", stored[0]) == body["errors"]

@@ -167,6 +167,18 @@ async def fill_project(
             [export, owner, export_blob],
         )
     )
+    imported = uuid.uuid4()
+    rows.append(
+        (
+            "INSERT INTO imports (id, created_by, format, rejected, report) "
+            "VALUES (%s, %s, 'zip', 1, %s)",
+            [
+                imported,
+                owner,
+                put("imports", "id", imported, "report", f'[{{"reason": "{mark}.png"}}]'.encode()),
+            ],
+        )
+    )
     async with platform.db.project_tx(project_id, SYSTEM_CTX) as conn:
         for statement, params in rows:
             await conn.execute(statement, params)

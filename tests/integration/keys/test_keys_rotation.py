@@ -104,8 +104,8 @@ async def test_project_rotation_reencrypts_everything_and_retires(platform: Plat
     )
     assert report.to_version == 2 and report.done
     assert report.retired == [1] and report.pending == []
-    # 9 items x 6 columns (+ gold) and 4 blobs, in batches of at most 4 rows
-    assert report.total_reencrypted == 9 * 6 + 4
+    # 9 items x 6 columns (+ gold), the import report and 4 blobs, in batches of at most 4 rows
+    assert report.total_reencrypted == 9 * 6 + 1 + 4
     assert report.batches >= (9 * 6) // 4
     assert await stored_versions(platform, filled) == {2}
     await check_all_readable(platform, filled)
@@ -144,7 +144,7 @@ async def test_nothing_moves_before_every_cache_has_the_new_key(platform: Platfo
     # rerunning `rotate` resumes this rotation instead of starting version 3
     report = await rotate_scope(platform.db, platform.keys, platform.blobs, pid, retire_grace_s=0)
     assert report.to_version == 2 and report.done and report.retired == [1]
-    assert report.total_reencrypted == 2 * 6 + 2
+    assert report.total_reencrypted == 2 * 6 + 1 + 2  # (+ the import report)
     await check_all_readable(platform, filled)
     # a short grace is slept out when asked to
     await platform.keys.rotate(str(pid))
@@ -220,7 +220,7 @@ async def test_rotation_killed_midway_resumes_by_cli(
     assert [(v, s) for v, s, _ in rows] == [(2, "done")]
     # the resumed run did not redo the first run's batches
     total = sum(c["done"] for c in rows[0][2]["columns"].values())
-    assert total == 40 * 6
+    assert total == 40 * 6 + 1  # (+ the import report)
 
     status = await asyncio.to_thread(run_cli, ["keys", "status", "--project", scope, "--json"], env)
     assert status.returncode == 0, status.stderr
@@ -230,7 +230,7 @@ async def test_rotation_killed_midway_resumes_by_cli(
         (2, "active"),
     ]
     assert data["rotations"][0]["state"] == "done"
-    assert data["rotations"][0]["reencrypted"] == 40 * 6 + 3
+    assert data["rotations"][0]["reencrypted"] == 40 * 6 + 1 + 3
     table = await asyncio.to_thread(run_cli, ["keys", "status"], env)
     assert table.returncode == 0 and scope in table.stdout and "control" in table.stdout
 

@@ -29,6 +29,7 @@ from tests.integration.keys.keys_support import (
 from labelvault.crypto import DecryptionError
 from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.db.names import project_schema
+from labelvault.keys.columns import PROJECT_COLUMNS
 from labelvault.keys.testing import PlaintextCipher
 from labelvault.keys.values import ProjectCipher, project_cipher
 from labelvault.platform import Platform
@@ -86,6 +87,10 @@ async def test_plaintext_never_at_rest(
     filled = await fill_project(platform, pid, org, items=4, blob_items=2)
     await check_all_readable(platform, filled)
     needles = forms(filled.mark)
+    # every encrypted column is filled (a new one is added to fill_project with it), but the
+    # dedup key: random bytes, made by the first import
+    columns = {(c.table, c.column) for c in PROJECT_COLUMNS} - {("settings", "dedup_key")}
+    assert {(t, c) for t, _, _, c in filled.values} == columns
     # positive control: the same scans do find a value stored without encryption
     control = marker()
     plain = PlaintextCipher(pid, i_know_this_is_plaintext=True)
