@@ -261,7 +261,8 @@ def detect_format(name: str | None) -> Format | None:
     return _EXTENSIONS.get(suffix)
 
 
-def _sniff(head: bytes) -> Format | None:
+def sniff_format(head: bytes) -> Format | None:
+    """The binary format the first bytes announce (a zip, an image), or None."""
     if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
         return "zip"
     if head.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
@@ -311,7 +312,7 @@ def iter_items(
                 position = stream.tell()
                 head = _read_some(stream, 8)
                 stream.seek(position)
-            resolved = _sniff(head)
+            resolved = sniff_format(head)
         if resolved is None:
             _reject(
                 "cannot tell the file's format from its name; use .jsonl, .csv, .tsv, .txt, "
@@ -374,7 +375,7 @@ _Line: TypeAlias = tuple[int, int, bytes | None]
 def _check_text_head(head: bytes, fmt: str) -> None:
     if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
         _reject("the file is UTF-16 or UTF-32 encoded; save it as UTF-8")
-    if _sniff(head) is not None or head.startswith(_GZIP_MAGIC):
+    if sniff_format(head) is not None or head.startswith(_GZIP_MAGIC):
         _reject(f"the file is binary (an archive or image), not {fmt} text")
     if head and head.count(0) * 4 >= len(head):
         _reject("the file looks like UTF-16 or binary data, not UTF-8 text")

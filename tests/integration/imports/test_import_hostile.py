@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import secrets
+import socket
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -477,3 +478,38 @@ async def test_file_names_in_a_report_are_sealed_at_rest(
     assert stored is not None and m.encode() not in stored[0] and m.encode() not in dump
     cipher = await project_cipher(platform.keys, api.team.project_id)
     assert cipher.decrypt_json("imports", body["import_id"], "report", stored[0]) == body["errors"]
+
+
+def test_a_client_that_goes_away_mid_upload_leaves_nothing(api: Api) -> None:
+    """The body is parsed while it arrives; a client that disconnects half-way leaves no items
+    and no lock behind (the next import goes straight through)."""
+    before = api.items()
+    url = httpx.URL(api.team.server.url)
+    host, port = url.host, url.port or 443
+    lines = (json.dumps({"text": f"gone {i} " + "x" * 300}).encode() + b"\n" for i in range(3000))
+    first = b"".join(lines)
+    context = api.team.server.client_context()
+    with (
+        socket.create_connection((host, port), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(
+            (
+                f"POST {api.base}/imports?format=jsonl&on_error=skip HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                f"Authorization: Bearer {api.team.tokens['data_owner']}\r\n"
+                "Content-Type: application/x-ndjson\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
+        for start in range(0, len(first), 64 * 1024):
+            part = first[start : start + 64 * 1024]
+            tls.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        time.sleep(0.5)  # parsing and inserting have begun; then the client is gone
+    time.sleep(1.0)
+    assert api.items() == before
+    started = time.monotonic()
+    r = api.post(b'{"text": "after the aborted upload"}\n', fmt="jsonl", on_error="reject")
+    assert r.status_code == 201, r.text
+    assert time.monotonic() - started < 10
+    assert api.items() == before + 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
@@ -15,18 +17,14 @@ from labelvault.access import Permission, Scope
 from labelvault.annotation import settings as project_settings
 from labelvault.annotation import tasks
 from labelvault.api.security import RequestContext, access, authorize, project_scope
+from labelvault.api.uploads import PayloadTooLargeError, UploadPipe, pump, read_all
+from labelvault.datasets.parsers import detect_format, sniff_format
 from labelvault.datasets.service import ImportRowsError, import_items
-from labelvault.kernel.errors import LabelVaultError
 from labelvault.quality.service import aggregates
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}", tags=["pipeline"])
 Ctx = Annotated[RequestContext, Depends(authorize)]
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
-
-
-class PayloadTooLargeError(LabelVaultError):
-    status = 413
-    code = "too_large"
 
 
 class SettingsIn(BaseModel):
@@ -94,16 +92,31 @@ async def put_settings(project_id: uuid.UUID, body: SettingsIn, ctx: Ctx) -> dic
     return _settings_out(updated)
 
 
-async def _read_upload(request: Request, limit: int) -> bytes:
+async def _import_source(
+    request: Request, fmt: str | None, name: str | None
+) -> tuple[BinaryIO, str | None, asyncio.Task[None] | None]:
+    """The body as a source for the parser: a pipe it reads while the body arrives (line
+    formats, an image), or all of it in memory (a zip is read from its end; an unknown format
+    is refused by the parser from its first bytes). Returns (source, format, pump task)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"upload larger than {limit} bytes")
-    buffer = bytearray()
-    async for chunk in request.stream():
-        buffer += chunk
-        if len(buffer) > limit:
-            raise PayloadTooLargeError(f"upload larger than {limit} bytes")
-    return bytes(buffer)
+    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise PayloadTooLargeError(f"upload larger than {MAX_UPLOAD_BYTES} bytes")
+    body = request.stream().__aiter__()
+    resolved = fmt or detect_format(name)
+    head = b""
+    if resolved is None:  # sniff the first bytes
+        async for chunk in body:
+            head += chunk
+            if len(head) >= 8:
+                break
+        resolved = sniff_format(head)
+    if resolved in (None, "zip"):
+        return io.BytesIO(await read_all(body, MAX_UPLOAD_BYTES, head)), resolved, None
+    pipe = UploadPipe()
+    if head:
+        await pipe.feed(head)
+    feeding = asyncio.create_task(pump(body, pipe, MAX_UPLOAD_BYTES, len(head)))
+    return cast(BinaryIO, pipe), resolved, feeding
 
 
 @router.post("/imports", status_code=201)
@@ -121,17 +134,18 @@ async def create_import(
 ) -> JSONResponse:
     """Upload one file (JSON Lines, CSV, text, a zip of PNG/JPEG images) as the request body.
 
-    The body is held in memory only (never in a temporary file) and encrypted item by item.
+    The body is parsed while it arrives (a zip once it has) and encrypted item by item; it is
+    held in memory only, never in a temporary file.
     """
-    body = await _read_upload(request, MAX_UPLOAD_BYTES)
+    source, resolved, feeding = await _import_source(request, format, name)
     try:
         report = await import_items(
             ctx.platform.db,
             ctx.platform.keys,
             ctx.platform.blobs,
             project_scope(ctx),
-            io.BytesIO(body),
-            fmt=format,
+            source,
+            fmt=resolved,
             name=name,
             on_error=on_error,
         )
@@ -139,6 +153,11 @@ async def create_import(
         from labelvault.api.problems import problem
 
         return problem(422, exc.message, code="bad_rows", extra={"report": exc.report.as_dict()})
+    finally:
+        if feeding is not None:
+            feeding.cancel()  # done already, unless the import stopped before the body ended
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
     return JSONResponse(report.as_dict(), status_code=201)
 
 
