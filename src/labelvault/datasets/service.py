@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import os
 import uuid
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ from labelvault.datasets.parsers import ImportRejectedError, ParsedItem, RowErro
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.kernel.errors import InvalidInputError, LabelVaultError
 from labelvault.keys.service import KeyService
-from labelvault.keys.values import ProjectCipher, project_cipher
+from labelvault.keys.values import ProjectCipher, json_bytes, project_cipher
 from labelvault.storage import BlobStore
 
 BATCH = 2000
@@ -74,7 +73,11 @@ class ImportRowsError(InvalidInputError):
 
 @dataclass
 class _Prepared:
-    ids: list[uuid.UUID] = field(default_factory=list)
+    """One batch of rows for the insert. Until :meth:`_Preparer.seal`, the ``contents`` and
+    ``metas`` at the positions in ``unsealed_contents``/``unsealed_metas`` are plaintext (in
+    this process's memory only)."""
+
+    ids: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     contents: list[bytes] = field(default_factory=list)
     metas: list[bytes | None] = field(default_factory=list)
@@ -85,18 +88,48 @@ class _Prepared:
     widths: list[int | None] = field(default_factory=list)
     heights: list[int | None] = field(default_factory=list)
     lengths: list[int | None] = field(default_factory=list)
-    gold: list[tuple[uuid.UUID, bytes]] = field(default_factory=list)
+    gold: list[tuple[str, bytes]] = field(default_factory=list)
+    unsealed_contents: list[int] = field(default_factory=list)
+    unsealed_metas: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-def _subject_ref(dedup_key: bytes, subject: str) -> bytes:
-    return hmac.new(dedup_key, b"subject\x00" + subject.encode(), hashlib.sha256).digest()
+class KeyedHash:
+    """HMAC-SHA256 under one key (RFC 2104), for many short messages.
+
+    The inner and outer hash states are primed once; each message then costs two copies and
+    two digests instead of a new HMAC object (~3x faster). Equal to ``hmac.new(key, message,
+    sha256).digest()`` for every key and message, which the tests check.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:  # the block size; longer keys are hashed first, as hmac does
+            key = hashlib.sha256(key).digest()
+        block = key.ljust(64, b"\x00")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
-def _dedup(dedup_key: bytes, kind: str, content: bytes) -> bytes:
-    return hmac.new(dedup_key, kind.encode() + b"\x00" + content, hashlib.sha256).digest()
+def uuid4_strings(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs in their text form, from one draw of random bytes."""
+    raw = os.urandom(16 * n).hex()
+    out = []
+    for i in range(0, 32 * n, 32):
+        h = raw[i : i + 32]
+        variant = "89ab"[int(h[16], 16) & 3]
+        out.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}")
+    return out
 
 
 class _Preparer:
@@ -114,11 +147,17 @@ class _Preparer:
         self.cipher = cipher
         self.blobs = blobs
         self.settings = settings
-        self.dedup_key = dedup_key
+        self.keyed = KeyedHash(dedup_key)
         self.written_blobs: list[str] = []
+        self._ids: list[str] = []
+
+    def _new_id(self) -> str:
+        if not self._ids:
+            self._ids = uuid4_strings(BATCH)
+        return self._ids.pop()
 
     def prepare(self, item: ParsedItem, batch: _Prepared) -> None:
-        item_id = uuid.uuid4()
+        item_id = self._new_id()
         meta: dict[str, Any] = dict(item.metadata or {})
         if item.subject_id is not None:
             meta["subject_id"] = item.subject_id
@@ -127,7 +166,7 @@ class _Preparer:
         if item.kind == "text":
             assert item.text is not None
             raw = item.text.encode("utf-8")
-            content = self.cipher.encrypt("items", item_id, "content", raw)
+            content = raw  # sealed with the rest of the batch
             blob_id = None
             width = height = None
             length: int | None = len(item.text)
@@ -135,7 +174,7 @@ class _Preparer:
             assert item.image is not None
             raw = item.image
             blob_id = self.cipher.put_blob(
-                self.blobs, "items", item_id, [raw], blob_id=f"item-{item_id.hex}"
+                self.blobs, "items", item_id, [raw], blob_id=f"item-{item_id.replace('-', '')}"
             )
             self.written_blobs.append(blob_id)
             content = self.cipher.encrypt_json(
@@ -158,21 +197,40 @@ class _Preparer:
             batch.gold.append(
                 (item_id, self.cipher.encrypt_json("gold_answers", item_id, "result", normalised))
             )
+        position = len(batch.ids)
         batch.ids.append(item_id)
         batch.kinds.append(item.kind)
         batch.contents.append(content)
-        batch.metas.append(
-            self.cipher.encrypt_json("items", item_id, "meta", meta) if meta else None
-        )
+        if item.kind == "text":
+            batch.unsealed_contents.append(position)
+        if meta:
+            batch.metas.append(json_bytes(meta))
+            batch.unsealed_metas.append(position)
+        else:
+            batch.metas.append(None)
         batch.subject_refs.append(
-            _subject_ref(self.dedup_key, item.subject_id) if item.subject_id else None
+            self.keyed.digest(b"subject\x00" + item.subject_id.encode())
+            if item.subject_id
+            else None
         )
-        batch.dedup_keys.append(_dedup(self.dedup_key, item.kind, raw))
+        batch.dedup_keys.append(self.keyed.digest(item.kind.encode() + b"\x00" + raw))
         batch.gold_flags.append(item.is_gold or item.gold is not None)
         batch.blob_ids.append(blob_id)
         batch.widths.append(width)
         batch.heights.append(height)
         batch.lengths.append(length)
+
+    def seal(self, batch: _Prepared) -> None:
+        """Encrypt the batch's text contents and metadata (each under its own row's context)."""
+        for column, values, positions in (
+            ("content", batch.contents, batch.unsealed_contents),
+            ("meta", batch.metas, batch.unsealed_metas),
+        ):
+            rows = [(batch.ids[i], values[i]) for i in positions]
+            sealed = self.cipher.encrypt_many("items", column, rows)  # type: ignore[arg-type]
+            for i, value in zip(positions, sealed, strict=True):
+                values[i] = value
+            positions.clear()
 
 
 async def _dedup_key(conn: AsyncConnection[Any], cipher: ProjectCipher) -> bytes:
@@ -189,17 +247,35 @@ async def _dedup_key(conn: AsyncConnection[Any], cipher: ProjectCipher) -> bytes
     return key
 
 
-_INSERT_ITEMS = """
-INSERT INTO items (id, kind, content, meta, subject_ref, dedup_key, is_gold, import_id,
-                   created_by, blob_id, width, height, text_length)
-SELECT u.id, u.kind, u.content, u.meta, u.subject_ref, u.dedup_key, u.is_gold, %s, %s,
-       u.blob_id, u.width, u.height, u.text_length
-  FROM unnest(%b::uuid[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[], %b::bytea[],
-              %b::boolean[], %b::text[], %b::int[], %b::int[], %b::int[])
-       AS u(id, kind, content, meta, subject_ref, dedup_key, is_gold, blob_id, width, height,
-            text_length)
-ON CONFLICT (dedup_key) DO NOTHING
-RETURNING id
+# One statement per batch: the items (a duplicate, by keyed hash, is skipped), then K tasks for
+# each item added, in file order, and the gold answers of the items added.
+_INSERT_BATCH = """
+WITH u AS (
+  SELECT * FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[],
+                       %b::bytea[], %b::boolean[], %b::text[], %b::int[], %b::int[], %b::int[])
+         WITH ORDINALITY AS u(id, kind, content, meta, subject_ref, dedup_key, is_gold, blob_id,
+                              width, height, text_length, n)
+), added AS (
+  INSERT INTO items (id, kind, content, meta, subject_ref, dedup_key, is_gold, import_id,
+                     created_by, blob_id, width, height, text_length)
+  SELECT u.id::uuid, u.kind, u.content, u.meta, u.subject_ref, u.dedup_key, u.is_gold, %s, %s,
+         u.blob_id, u.width, u.height, u.text_length
+    FROM u
+  ON CONFLICT (dedup_key) DO NOTHING
+  RETURNING id
+), tasks AS (
+  INSERT INTO tasks (id, item_id, slot, state, origin)
+  SELECT gen_random_uuid(), added.id, s.slot, 'open', 'auto'
+    FROM added JOIN u ON u.id::uuid = added.id
+   CROSS JOIN generate_series(0, %s - 1) AS s(slot)
+   ORDER BY u.n, s.slot
+), gold AS (
+  INSERT INTO gold_answers (item_id, result)
+  SELECT added.id, g.result
+    FROM unnest(%b::text[], %b::bytea[]) AS g(item_id, result)
+    JOIN added ON added.id = g.item_id::uuid
+)
+SELECT count(*) FROM added
 """
 
 
@@ -209,12 +285,11 @@ async def _insert_batch(
     import_id: uuid.UUID,
     user: uuid.UUID,
     overlap: int,
-) -> tuple[int, set[uuid.UUID]]:
+) -> int:
+    """Insert one batch; the number of items added (the others were duplicates)."""
     cur = await conn.execute(
-        _INSERT_ITEMS,
+        _INSERT_BATCH,
         [
-            import_id,
-            user,
             batch.ids,
             batch.kinds,
             batch.contents,
@@ -226,28 +301,15 @@ async def _insert_batch(
             batch.widths,
             batch.heights,
             batch.lengths,
+            import_id,
+            user,
+            overlap,
+            [g[0] for g in batch.gold],
+            [g[1] for g in batch.gold],
         ],
     )
-    added = {r[0] for r in await cur.fetchall()}
-    if added:
-        ordered = [i for i in batch.ids if i in added]
-        # task ids come from the server: uuid4() here releases the GIL on every call (os.urandom),
-        # and each time waits behind the thread preparing the next batch
-        await conn.execute(
-            "INSERT INTO tasks (id, item_id, slot, state, origin) "
-            "SELECT gen_random_uuid(), u.item_id, s.slot, 'open', 'auto' "
-            "FROM unnest(%b::uuid[]) WITH ORDINALITY AS u(item_id, n) "
-            "CROSS JOIN generate_series(0, %s - 1) AS s(slot) ORDER BY u.n, s.slot",
-            [ordered, overlap],
-        )
-        gold = [(i, r) for i, r in batch.gold if i in added]
-        if gold:
-            await conn.execute(
-                "INSERT INTO gold_answers (item_id, result) "
-                "SELECT * FROM unnest(%b::uuid[], %b::bytea[])",
-                [[g[0] for g in gold], [g[1] for g in gold]],
-            )
-    return len(added), added
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def import_items(
@@ -298,9 +360,7 @@ async def import_items(
                     raise ImportRowsError(report)
                 if not batch:
                     break
-                added, _ = await _insert_batch(
-                    conn, batch, import_id, scope.user_id, settings.overlap
-                )
+                added = await _insert_batch(conn, batch, import_id, scope.user_id, settings.overlap)
                 report.items_added += added
                 report.duplicates += len(batch) - added
                 if progress:
@@ -370,6 +430,7 @@ def _next_batch(
                 break
     except ImportRejectedError:
         raise
+    preparer.seal(batch)
     detected = getattr(parsed, "format", None)
     return batch, errors, detected
 

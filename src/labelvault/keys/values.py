@@ -35,7 +35,7 @@ import json
 import os
 import struct
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -109,7 +109,7 @@ def new_blob_id() -> str:
     return uuid.uuid4().hex
 
 
-def _json_bytes(value: Any) -> bytes:
+def json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
     )
@@ -231,17 +231,31 @@ class ProjectCipher:
         return b"".join((header, prefix, _LEN.pack(n), row, suffix))
 
     def encrypt(self, table: str, row_id: RowId, column: str, plaintext: bytes) -> bytes:
-        if not isinstance(plaintext, (bytes, bytearray)):
-            raise CryptoError("encrypt takes bytes; use encrypt_json for structured values")
-        if len(plaintext) > MAX_PLAINTEXT:
-            raise CryptoError("value too large for single-shot encryption; use put_blob")
+        return self.encrypt_many(table, column, [(row_id, plaintext)])[0]
+
+    def encrypt_many(
+        self, table: str, column: str, values: Sequence[tuple[RowId, bytes]]
+    ) -> list[bytes]:
+        """:meth:`encrypt` of many rows' values of one column: one key lookup, one draw of
+        random nonces (an import seals thousands at a time; each ``os.urandom`` call releases
+        the interpreter lock, and waits to take it back)."""
+        for _, plaintext in values:
+            if not isinstance(plaintext, (bytes, bytearray)):
+                raise CryptoError("encrypt takes bytes; use encrypt_json for structured values")
+            if len(plaintext) > MAX_PLAINTEXT:
+                raise CryptoError("value too large for single-shot encryption; use put_blob")
+        if not values:
+            return []
         key, aead = self._key(None)
-        key._reserve(1)  # usage count: rotation threshold and hard limit
+        key._reserve(len(values))  # usage count: rotation threshold and hard limit
         header = _HEADER.pack(FORMAT_VERSION, key.version)
-        nonce = os.urandom(NONCE_BYTES)
-        aad = self._aad(header, table, row_id, column)
-        sealed: bytes = aead.encrypt(nonce, bytes(plaintext), aad)
-        return header + nonce + sealed
+        nonces = os.urandom(NONCE_BYTES * len(values))
+        sealed: list[bytes] = []
+        for i, (row_id, plaintext) in enumerate(values):
+            nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
+            aad = self._aad(header, table, row_id, column)
+            sealed.append(header + nonce + aead.encrypt(nonce, bytes(plaintext), aad))
+        return sealed
 
     def decrypt(self, table: str, row_id: RowId, column: str, blob: bytes) -> bytes:
         blob = bytes(blob)
@@ -264,7 +278,7 @@ class ProjectCipher:
             ) from None
 
     def encrypt_json(self, table: str, row_id: RowId, column: str, value: Any) -> bytes:
-        return self.encrypt(table, row_id, column, _json_bytes(value))
+        return self.encrypt(table, row_id, column, json_bytes(value))
 
     def decrypt_json(self, table: str, row_id: RowId, column: str, blob: bytes) -> Any:
         return json.loads(self.decrypt(table, row_id, column, blob))

@@ -26,7 +26,7 @@ from tests.integration.keys.keys_support import (
     walk_files,
 )
 
-from labelvault.crypto import DecryptionError
+from labelvault.crypto import CryptoError, DecryptionError
 from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.db.names import project_schema
 from labelvault.keys.columns import PROJECT_COLUMNS
@@ -255,6 +255,28 @@ async def test_json_and_blob_round_trip(platform: Platform) -> None:
     assert b"".join(cipher.get_blob(platform.blobs, "items", row, blob_id)) == b"".join(chunks)
     with pytest.raises(DecryptionError):  # the blob is bound to its row
         b"".join(cipher.get_blob(platform.blobs, "items", uuid.uuid4(), blob_id))
+
+
+async def test_many_values_sealed_at_once_are_each_bound_to_their_row(
+    platform: Platform,
+) -> None:
+    """encrypt_many (the import's path): one key, fresh nonces, every value under its own row."""
+    pid, _ = await new_project(platform)
+    cipher = await project_cipher(platform.keys, pid)
+    ring = await platform.keys.keyring(str(pid))
+    rows = [(str(uuid.uuid4()), f"same text {n % 2}".encode()) for n in range(50)]
+    used = ring.current.encryptions
+    sealed = cipher.encrypt_many("items", "content", rows)
+    assert ring.current.encryptions == used + 50  # each value counts toward the key's limit
+    assert len({s[5:17] for s in sealed}) == 50  # 50 distinct nonces (after the 5-byte header)
+    assert sealed == [s for s in sealed if b"same text" not in s]
+    for (row, plain), value in zip(rows, sealed, strict=True):
+        assert cipher.decrypt("items", row, "content", value) == plain
+    with pytest.raises(DecryptionError):  # bound to its row: the neighbour's id fails
+        cipher.decrypt("items", rows[1][0], "content", sealed[0])
+    assert cipher.encrypt_many("items", "content", []) == []
+    with pytest.raises(CryptoError):
+        cipher.encrypt_many("items", "content", [(rows[0][0], "text, not bytes")])  # type: ignore[list-item]
 
 
 def test_plaintext_cipher_is_never_wired(platform: Platform) -> None:
