@@ -374,7 +374,9 @@ def project_delete(
         pid = parse_id(project, what="project")
     except NotFoundError as exc:
         fail(exc.message)
-    if not yes and sys.stdin.isatty():
+    if not yes:
+        if not sys.stdin.isatty():  # a script or a pipe: nobody to ask, so never by default
+            fail("deleting a project is irreversible: pass --yes when not at a terminal")
         typer.confirm(
             f"Destroy project {pid} and every copy of its data (irreversible)?", abort=True
         )

@@ -293,9 +293,17 @@ async def test_project_delete_cli_prints_a_signed_receipt(
 ) -> None:
     pid, org = await new_project(platform)
     await fill_project(platform, pid, org, items=2, blob_items=1)
-    result = await asyncio.to_thread(
+    # not at a terminal and no --yes: refused, nothing deleted
+    refused = await asyncio.to_thread(
         run_cli,
         ["project", "delete", "--project", str(pid), "--reason", "customer request"],
+        cli_env(settings, db_target),
+    )
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert _catalog(db_target.owner_dsn, pid) == (True, True)
+    result = await asyncio.to_thread(
+        run_cli,
+        ["project", "delete", "--project", str(pid), "--reason", "customer request", "--yes"],
         cli_env(settings, db_target),
     )
     assert result.returncode == 0, result.stderr
@@ -311,7 +319,7 @@ async def test_project_delete_cli_prints_a_signed_receipt(
     assert not await asyncio.to_thread(blob_dir.exists)
     again = await asyncio.to_thread(
         run_cli,
-        ["project", "delete", "--project", str(pid), "--reason", "twice"],
+        ["project", "delete", "--project", str(pid), "--reason", "twice", "--yes"],
         cli_env(settings, db_target),
     )
     assert again.returncode == 1 and again.stderr.startswith("error: ")
