@@ -163,6 +163,14 @@ class SsoSettings:
     updated_at: dt.datetime
 
 
+# A tenant's identity provider (and its administrators) could otherwise assert a platform-wide
+# identity, and its "amr" claim would stand in for the platform's own second factor.
+_NOT_FOR_SYSTEM_ADMINS = (
+    "system administrators sign in with their password and second factor, never through an "
+    "organization's identity provider"
+)
+
+
 def _require_org_admin(actor: Actor, org_id: uuid.UUID) -> None:
     if actor.is_system or actor.is_system_admin:
         return
@@ -394,10 +402,14 @@ async def link_identity(
         if row is None:
             raise NotFoundError("single sign-on is not configured for this organization")
         cur = await conn.execute(
-            "SELECT 1 FROM lv_control.users WHERE id = %s AND org_id = %s", [user_id, org_id]
+            "SELECT is_system_admin FROM lv_control.users WHERE id = %s AND org_id = %s",
+            [user_id, org_id],
         )
-        if await cur.fetchone() is None:
+        found = await cur.fetchone()
+        if found is None:
             raise NotFoundError("user not found", field="user_id")
+        if found[0]:  # an organization's provider must never vouch for a platform administrator
+            raise PermissionDeniedError(_NOT_FOR_SYSTEM_ADMINS, field="user_id")
         try:
             async with conn.transaction():
                 await conn.execute(
@@ -740,6 +752,8 @@ async def _sign_in(
             raise SsoError("this identity belongs to another organization")
         if user["status"] != "active" or user["org_status"] != "active":
             raise SsoError("this account is disabled; contact your administrator")
+        if user["is_system_admin"]:
+            raise SsoError(_NOT_FOR_SYSTEM_ADMINS)
         provider_mfa = amr_is_multi_factor(identity.amr)
         needs_mfa = mfa_required(user) and not provider_mfa
         secret, session_id = await create_session(

@@ -338,6 +338,39 @@ async def test_invitation_only_refuses_unknown_until_an_admin_links_the_identity
         assert r.json()["user"]["id"] == str(invited.id)
 
 
+async def test_system_administrators_never_sign_in_through_an_org_provider(
+    platform: Platform, server: ServerThread, provider: OidcTestProvider
+) -> None:
+    """An organization's provider (and its administrators, who choose what it asserts) must not
+    vouch for a platform administrator, even one filed under that organization."""
+    org = await make_org(platform)
+    await configure(platform, org.id, provider, jit=False)
+    admin = await make_user(platform, org.id, org_admin=True)
+    root = await make_user(platform, org.id, system_admin=True)
+    sub, _ = idp_user(provider)
+    async with server.client() as client:
+        csrf = await sign_in(client, admin)
+        r = await client.post(
+            f"/api/v1/orgs/{org.id}/sso/identities",
+            headers={"x-csrf-token": csrf},
+            json={"user_id": str(root.id), "subject": sub},
+        )
+        assert r.status_code == 403, r.text
+        assert "system administrators" in r.json()["detail"]
+    # a link made anyway (before this rule, or by hand in the database) does not sign anyone in
+    async with platform.db.control_tx(ControlContext.system_context()) as conn:
+        await conn.execute(
+            "INSERT INTO lv_control.oidc_identities (issuer, subject, user_id, org_id) "
+            "VALUES (%s, %s, %s, %s)",
+            [provider.issuer, sub, root.id, org.id],
+        )
+    async with server.client() as client:
+        r = await sso_login(client, org.id, sub)
+        await assert_no_session(client, r)
+        assert "system administrators" in r.json()["detail"]
+    assert any('"auth.sso.failed"' in body for body in await audit_bodies(platform, org.id))
+
+
 async def test_disabled_user_is_refused(
     platform: Platform, server: ServerThread, provider: OidcTestProvider
 ) -> None:
