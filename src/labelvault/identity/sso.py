@@ -55,6 +55,7 @@ from labelvault.auth.oidc import (
 from labelvault.db.context import PROJECT_ROLES, ControlContext
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.identity.sessions import NewSession, SessionPolicy, create_session, mfa_required
+from labelvault.identity.throttling import check_allowed, record_failure, sso_start_key
 from labelvault.identity.users import clean_email
 from labelvault.kernel.actor import Actor, ActorKind
 from labelvault.kernel.errors import (
@@ -452,9 +453,15 @@ async def begin_sso(
     *,
     next_path: str = "/",
     login_hint: str | None = None,
+    source_address: str | None = None,
 ) -> tuple[str, str]:
     """Start a login: returns the provider URL to redirect to and the browser-binding secret
-    (for an HttpOnly cookie). Nothing secret goes to the browser except that binding."""
+    (for an HttpOnly cookie). Nothing secret goes to the browser except that binding. Starts
+    are throttled per source address (429 past :data:`SSO_START_POLICY`)."""
+    async with db.control_tx(ControlContext.system_context()) as conn:
+        key = sso_start_key(source_address)
+        await check_allowed(conn, key)
+        await record_failure(conn, key)  # every start counts, finished or not
     row = await _active_provider(db, org_id)
     if row is None:
         raise NotFoundError("single sign-on is not available for this organization")

@@ -240,6 +240,36 @@ async def test_start_is_404_for_unknown_orgs_and_orgs_without_sso(
 # -- identities are keyed by (issuer, subject); never linked by email -------------------------
 
 
+async def test_starts_are_throttled_per_source_address(
+    platform: Platform, server: ServerThread, provider: OidcTestProvider
+) -> None:
+    """An unauthenticated start stores a pending login and calls the provider: past the
+    allowance (as if this address had started 1,000 in the last minutes) it is a 429."""
+    from labelvault.identity.throttling import SSO_START_POLICY, lift_lock, sso_start_key
+
+    org = await make_org(platform)
+    await configure(platform, org.id, provider, jit=True)
+    key = sso_start_key("127.0.0.1")
+    async with platform.db.control_tx(ControlContext.system_context()) as conn:
+        await conn.execute(
+            "INSERT INTO lv_control.auth_failures (key, at) "
+            "SELECT %s, now() - interval '1 minute' FROM generate_series(1, %s)",
+            [key, SSO_START_POLICY.free_failures + 1],
+        )
+    try:
+        async with server.client() as client:
+            r = await client.get(f"/api/v1/auth/sso/{org.id}/start")
+            assert r.status_code == 429, r.text
+            assert int(r.headers["retry-after"]) >= 1
+            assert SSO_COOKIE not in r.cookies
+    finally:
+        async with platform.db.control_tx(ControlContext.system_context()) as conn:
+            await lift_lock(conn, key, None)
+    async with server.client() as client:  # lifted: starts go through again
+        r = await client.get(f"/api/v1/auth/sso/{org.id}/start")
+        assert r.status_code == 302, r.text
+
+
 async def test_same_email_from_another_issuer_is_refused(
     platform: Platform, server: ServerThread, provider: OidcTestProvider
 ) -> None:

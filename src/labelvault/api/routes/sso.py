@@ -126,6 +126,7 @@ async def sso_start(
             http,
             next_path=next_path,
             login_hint=login_hint,
+            source_address=client_address(request),
         )
     response = RedirectResponse(url, status_code=302, headers=NO_STORE)
     response.set_cookie(
