@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -148,8 +149,32 @@ class _Preparer:
         self.blobs = blobs
         self.settings = settings
         self.keyed = KeyedHash(dedup_key)
-        self.written_blobs: list[str] = []
         self._ids: list[str] = []
+        # blobs written for this import, until it commits; after discard() (the import failed)
+        # a blob the thread is still writing is deleted as soon as it is written
+        self._blobs_lock = threading.Lock()
+        self._written_blobs: list[str] = []
+        self._discarded = False
+
+    def _kept(self, blob_id: str) -> None:
+        with self._blobs_lock:
+            if not self._discarded:
+                self._written_blobs.append(blob_id)
+                return
+        _discard_blobs(self.blobs, self.scope, [blob_id])
+
+    def discard(self) -> None:
+        """The import failed: delete every blob written for it, now and from now on."""
+        with self._blobs_lock:
+            self._discarded = True
+            written, self._written_blobs = self._written_blobs, []
+        _discard_blobs(self.blobs, self.scope, written)
+
+    def forget(self, blob_ids: list[str]) -> None:
+        """Delete blobs whose rows were not added (duplicates): nothing refers to them."""
+        with self._blobs_lock:
+            self._written_blobs = [b for b in self._written_blobs if b not in set(blob_ids)]
+        _discard_blobs(self.blobs, self.scope, blob_ids)
 
     def _new_id(self) -> str:
         if not self._ids:
@@ -176,7 +201,7 @@ class _Preparer:
             blob_id = self.cipher.put_blob(
                 self.blobs, "items", item_id, [raw], blob_id=f"item-{item_id.replace('-', '')}"
             )
-            self.written_blobs.append(blob_id)
+            self._kept(blob_id)
             content = self.cipher.encrypt_json(
                 "items",
                 item_id,
@@ -275,7 +300,10 @@ WITH u AS (
     FROM unnest(%b::text[], %b::bytea[]) AS g(item_id, result)
     JOIN added ON added.id = g.item_id::uuid
 )
-SELECT count(*) FROM added
+SELECT (SELECT count(*) FROM added),
+       ARRAY(SELECT u.blob_id FROM u
+              WHERE u.blob_id IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM added WHERE added.id = u.id::uuid))
 """
 
 
@@ -285,8 +313,9 @@ async def _insert_batch(
     import_id: uuid.UUID,
     user: uuid.UUID,
     overlap: int,
-) -> int:
-    """Insert one batch; the number of items added (the others were duplicates)."""
+) -> tuple[int, list[str]]:
+    """Insert one batch: the number of items added (the others were duplicates), and the blob
+    ids of the duplicates' images (written, but nothing refers to them)."""
     cur = await conn.execute(
         _INSERT_BATCH,
         [
@@ -309,7 +338,8 @@ async def _insert_batch(
         ],
     )
     row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    assert row is not None
+    return int(row[0]), list(row[1])
 
 
 async def import_items(
@@ -335,13 +365,13 @@ async def import_items(
     report = ImportReport(import_id, fmt or "auto")
     preparer: _Preparer | None = None
     upcoming: asyncio.Future[tuple[_Prepared, list[RowError], str | None]] | None = None
-    # the import runs as the platform (it also creates tasks); the actor is recorded
-    async with db.project_tx(scope.project_id, scope.context("system")) as conn:
-        settings = await read_settings(conn)
-        dedup_key = await _dedup_key(conn, cipher)
-        preparer = _Preparer(scope, cipher, blobs, settings, dedup_key)
-        parsed = iter_items(source, fmt=fmt, name=name, limits=limits or ImportLimits())
-        try:
+    try:
+        # the import runs as the platform (it also creates tasks); the actor is recorded
+        async with db.project_tx(scope.project_id, scope.context("system")) as conn:
+            settings = await read_settings(conn)
+            dedup_key = await _dedup_key(conn, cipher)
+            preparer = _Preparer(scope, cipher, blobs, settings, dedup_key)
+            parsed = iter_items(source, fmt=fmt, name=name, limits=limits or ImportLimits())
             # parse and encrypt the next batch in a worker thread while this one is inserted
             upcoming = asyncio.ensure_future(asyncio.to_thread(_next_batch, parsed, preparer))
             while True:
@@ -360,52 +390,68 @@ async def import_items(
                     raise ImportRowsError(report)
                 if not batch:
                     break
-                added = await _insert_batch(conn, batch, import_id, scope.user_id, settings.overlap)
+                added, orphans = await _insert_batch(
+                    conn, batch, import_id, scope.user_id, settings.overlap
+                )
+                if orphans:  # images of duplicates: their rows were not added
+                    preparer.forget(orphans)
                 report.items_added += added
                 report.duplicates += len(batch) - added
                 if progress:
                     progress(len(batch) + len(errors))
-        except BaseException:
-            if upcoming is not None and not upcoming.done():
-                upcoming.cancel()
-                with contextlib.suppress(BaseException):
-                    await upcoming  # the thread finishes its batch; nothing of it is kept
-            _discard_blobs(blobs, scope, preparer.written_blobs)
-            raise
-        await conn.execute(
-            "INSERT INTO imports (id, created_by, format, items_added, duplicates, rejected, "
-            "report) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                import_id,
-                scope.user_id,
-                report.format,
-                report.items_added,
-                report.duplicates,
-                report.rejected,
-                # sealed: the reasons name archive entries and files
-                cipher.encrypt_json("imports", import_id, "report", report.errors)
-                if report.errors
-                else None,
-            ],
-        )
-        await audit_project(
-            conn,
-            scope.actor,
-            "item.import",
-            resource_type="import",
-            resource_id=import_id,
-            project_id=scope.project_id,
-            details={
-                "added": report.items_added,
-                "duplicates": report.duplicates,
-                "rejected": report.rejected,
-                "format": report.format,
-            },
-        )
+            await _finish(conn, cipher, scope, import_id, report)
+    except BaseException:
+        # until the commit, anything can fail. The thread may still be preparing a batch (or
+        # waiting for the upload): it is not waited for; nothing of it is kept, and a blob it
+        # writes from now on is deleted as soon as it is written.
+        if upcoming is not None:
+            upcoming.cancel()
+        if preparer is not None:
+            preparer.discard()
+        raise
     if report.items_added >= STATISTICS_AFTER:
         async with db.project_tx(scope.project_id, scope.context("system")) as conn:
             await conn.execute("SELECT refresh_statistics()")
     return report
+
+
+async def _finish(
+    conn: AsyncConnection[Any],
+    cipher: ProjectCipher,
+    scope: ProjectScope,
+    import_id: uuid.UUID,
+    report: ImportReport,
+) -> None:
+    """Record the import (its report sealed: the reasons name files) and its audit event."""
+    await conn.execute(
+        "INSERT INTO imports (id, created_by, format, items_added, duplicates, rejected, "
+        "report) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [
+            import_id,
+            scope.user_id,
+            report.format,
+            report.items_added,
+            report.duplicates,
+            report.rejected,
+            cipher.encrypt_json("imports", import_id, "report", report.errors)
+            if report.errors
+            else None,
+        ],
+    )
+    await audit_project(
+        conn,
+        scope.actor,
+        "item.import",
+        resource_type="import",
+        resource_id=import_id,
+        project_id=scope.project_id,
+        details={
+            "added": report.items_added,
+            "duplicates": report.duplicates,
+            "rejected": report.rejected,
+            "format": report.format,
+        },
+    )
 
 
 def _next_batch(
