@@ -312,7 +312,7 @@ async def build_export(
         )
         await _store(platform, cipher, project_id, export_id, blob_id, chunks)
     except Exception as exc:
-        await _failed(platform, project_id, export_id, exc)
+        await _failed(platform, project_id, export_id, blob_id, exc)
         raise
     manifest = {
         "version": MANIFEST_VERSION,
@@ -338,6 +338,27 @@ async def build_export(
         "concatenated in bundle order",
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    try:
+        ready = await _ready(platform, project_id, export_id, blob_id, stats, manifest)
+    except Exception as exc:  # built, but not recorded: failed, never left 'building'
+        await _failed(platform, project_id, export_id, blob_id, exc)
+        raise
+    if not ready:  # another attempt took over: leave it to that one, and its bundle
+        log.warning("export build superseded", export_id=str(export_id))
+        await _discard(platform, project_id, blob_id)
+        return None
+    return manifest
+
+
+async def _ready(
+    platform: Platform,
+    project_id: uuid.UUID,
+    export_id: uuid.UUID,
+    blob_id: str,
+    stats: _Stats,
+    manifest: dict[str, Any],
+) -> bool:
+    """Record the built bundle (False if another attempt holds the export now)."""
     digest = manifest_hash(manifest)
     async with platform.db.project_tx(project_id, SYSTEM) as conn:
         cur = await conn.execute(
@@ -345,9 +366,8 @@ async def build_export(
             "updated_at = now() WHERE id = %s AND state = 'building' AND blob_id = %s",
             [stats.records, Jsonb(manifest), export_id, blob_id],
         )
-        if cur.rowcount != 1:  # another attempt took over: leave it to that one
-            log.warning("export build superseded", export_id=str(export_id))
-            return None
+        if cur.rowcount != 1:
+            return False
         await audit_project(
             conn,
             WORKER,
@@ -356,8 +376,8 @@ async def build_export(
             resource_id=export_id,
             project_id=project_id,
             details={
-                "format": fmt,
-                "only_accepted": only_accepted,
+                "format": manifest["format"],
+                "only_accepted": manifest["filter"]["only_accepted"],
                 "records": stats.records,
                 "items": stats.items,
                 "bytes": stats.size,
@@ -366,12 +386,23 @@ async def build_export(
                 "manifest_sha256": digest,
             },
         )
-    return manifest
+    return True
+
+
+async def _discard(platform: Platform, project_id: uuid.UUID, blob_id: str) -> None:
+    with suppress(LabelVaultError):  # not written (yet), or the store is away
+        await asyncio.to_thread(platform.blobs.delete, project_id, blob_id)
 
 
 async def _failed(
-    platform: Platform, project_id: uuid.UUID, export_id: uuid.UUID, exc: Exception
+    platform: Platform,
+    project_id: uuid.UUID,
+    export_id: uuid.UUID,
+    blob_id: str,
+    exc: Exception,
 ) -> None:
+    """Record the failure (the attempt's bundle, whole or partial, is deleted)."""
+    await _discard(platform, project_id, blob_id)
     message = (
         exc.message
         if isinstance(exc, LabelVaultError)
@@ -382,8 +413,8 @@ async def _failed(
         async with platform.db.project_tx(project_id, SYSTEM) as conn:
             await conn.execute(
                 "UPDATE exports SET state = 'failed', error = %s, updated_at = now() "
-                "WHERE id = %s AND state = 'building'",
-                [message[:500], export_id],
+                "WHERE id = %s AND state = 'building' AND blob_id = %s",  # this attempt's
+                [message[:500], export_id, blob_id],
             )
             await audit_project(
                 conn,

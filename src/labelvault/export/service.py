@@ -20,7 +20,8 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
@@ -28,6 +29,7 @@ from psycopg.rows import dict_row
 from labelvault.access.scope import ProjectScope
 from labelvault.annotation.settings import read_settings
 from labelvault.audit.record import audit_project
+from labelvault.crypto import DecryptionError
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.export.build import manifest_hash
 from labelvault.export.job import defer_build
@@ -40,6 +42,7 @@ from labelvault.kernel.errors import (
     PermissionDeniedError,
 )
 from labelvault.kernel.ids import parse_id
+from labelvault.storage import BlobNotFoundError
 
 FORMATS = ("jsonl", "csv", "parquet", "coco")
 LINK_MINUTES = 10
@@ -234,6 +237,10 @@ async def get_export(
     return export_view(row)
 
 
+_Opened = TypeVar("_Opened")
+_DAMAGED = "the bundle of this export is missing or damaged; request a new export"
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -282,11 +289,19 @@ async def create_download_link(
 
 
 async def consume_download(
-    db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID, token: str
-) -> dict[str, Any]:
-    """Check and use up the link: the export becomes ``downloaded`` (audited) and its blob id
-    and manifest are returned for streaming."""
+    db: RuntimeDatabase,
+    scope: ProjectScope,
+    export_id: str | uuid.UUID,
+    token: str,
+    open_bundle: Callable[[str], Awaitable[_Opened]],
+) -> tuple[dict[str, Any], _Opened]:
+    """Check the link, open the bundle (``open_bundle(blob_id)``), then use the link up: the
+    export becomes ``downloaded`` (audited). Returns the blob id and manifest, and what
+    ``open_bundle`` returned. The link is spent only once the bundle has opened: a bundle the
+    store cannot give now leaves the link valid; a missing or damaged one fails the export
+    (audited) and answers 410."""
     eid = parse_id(export_id, what="export")
+    damaged = False
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         row = await _locked(conn, eid)
         _requester_only(scope, row)
@@ -299,28 +314,52 @@ async def consume_download(
             raise PermissionDeniedError("this download link is not valid")
         if row["link_expired"]:
             raise GoneError("this download link has expired; create a new one")
-        cur = await conn.execute(
-            "UPDATE exports SET state = 'downloaded', downloaded_at = now(), "
-            "download_token_hash = NULL, download_expires_at = NULL, updated_at = now() "
-            "WHERE id = %s AND state = 'ready' AND download_token_hash = %s",
-            [eid, stored],
-        )
-        if cur.rowcount != 1:
-            raise GoneError("this download link has already been used")
-        manifest = row["manifest"] or {}
-        await audit_project(
-            conn,
-            scope.actor,
-            "export.download",
-            resource_type="export",
-            resource_id=eid,
-            project_id=scope.project_id,
-            details={
-                "format": row["format"],
-                "records": row["item_count"],
-                "bundle_sha256": (manifest.get("bundle") or {}).get("sha256"),
-                "manifest_sha256": manifest_hash(manifest),
-            },
-            **_audit_fields(scope),
-        )
-    return {"blob_id": row["blob_id"], "manifest": manifest, "format": row["format"]}
+        try:
+            opened = await open_bundle(row["blob_id"])
+        except (BlobNotFoundError, DecryptionError):
+            damaged = True
+        if damaged:
+            await conn.execute(
+                "UPDATE exports SET state = 'failed', error = %s, download_token_hash = NULL, "
+                "download_expires_at = NULL, updated_at = now() WHERE id = %s",
+                [_DAMAGED, eid],
+            )
+            await audit_project(
+                conn,
+                scope.actor,
+                "export.failed",
+                outcome="failure",
+                resource_type="export",
+                resource_id=eid,
+                project_id=scope.project_id,
+                details={"error": "bundle_unreadable"},
+                **_audit_fields(scope),
+            )
+        else:
+            cur = await conn.execute(
+                "UPDATE exports SET state = 'downloaded', downloaded_at = now(), "
+                "download_token_hash = NULL, download_expires_at = NULL, updated_at = now() "
+                "WHERE id = %s AND state = 'ready' AND download_token_hash = %s",
+                [eid, stored],
+            )
+            if cur.rowcount != 1:
+                raise GoneError("this download link has already been used")
+            manifest = row["manifest"] or {}
+            await audit_project(
+                conn,
+                scope.actor,
+                "export.download",
+                resource_type="export",
+                resource_id=eid,
+                project_id=scope.project_id,
+                details={
+                    "format": row["format"],
+                    "records": row["item_count"],
+                    "bundle_sha256": (manifest.get("bundle") or {}).get("sha256"),
+                    "manifest_sha256": manifest_hash(manifest),
+                },
+                **_audit_fields(scope),
+            )
+    if damaged:
+        raise GoneError(_DAMAGED)
+    return {"blob_id": row["blob_id"], "manifest": manifest, "format": row["format"]}, opened

@@ -312,3 +312,58 @@ async def test_coco_export_of_a_boxes_project(platform: Platform, server: Server
         ]
     finally:
         await close_team(team)
+
+
+async def _export_blob(platform: Platform, team: Team, export_id: str) -> str | None:
+    async with platform.db.project_tx(team.project_id, ProjectContext(None, "system")) as conn:
+        cur = await conn.execute("SELECT blob_id FROM exports WHERE id = %s", [export_id])
+        row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def test_a_bundle_gone_missing_fails_the_export_and_says_so(
+    platform: Platform, server: ServerThread
+) -> None:
+    """The link is spent only once the bundle has opened: a bundle that is missing (or does
+    not decrypt) answers 410, fails the export and is audited; nothing is streamed."""
+    team, _ = await annotated_text_team(platform, server, marker())
+    try:
+        owner = team.clients["data_owner"]
+        built = await _request_approve_build(team, platform, "jsonl")
+        assert built["state"] == "ready", built
+        url = team.url(f"/exports/{built['export_id']}")
+        blob_id = await _export_blob(platform, team, built["export_id"])
+        assert blob_id is not None
+        platform.blobs.delete(team.project_id, blob_id)
+        link = (await owner.post(f"{url}/link")).json()
+        r = await owner.get(link["url"])
+        assert r.status_code == 410, r.text
+        assert "missing or damaged" in r.json()["detail"]
+        after = (await owner.get(url)).json()
+        assert after["state"] == "failed"
+        r = await owner.get(team.url("/audit"), params={"limit": 200, "action": "export.failed"})
+        assert [e["resource_id"] for e in r.json()["events"]] == [built["export_id"]]
+    finally:
+        await close_team(team)
+
+
+async def test_a_build_that_cannot_be_recorded_fails_and_keeps_no_bundle(
+    platform: Platform, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built, but the final write fails: the export is failed (never left 'building') and the
+    bundle it wrote is deleted."""
+    from labelvault.export import build
+
+    async def cannot_record(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError("the database went away at the last moment")
+
+    monkeypatch.setattr(build, "_ready", cannot_record)
+    team, _ = await annotated_text_team(platform, server, marker())
+    try:
+        before = set(platform.blobs.list_ids(team.project_id))
+        built = await _request_approve_build(team, platform, "jsonl")
+        assert built["state"] == "failed", built
+        assert "internal error" in built["error"]
+        assert set(platform.blobs.list_ids(team.project_id)) == before
+    finally:
+        await close_team(team)

@@ -4,6 +4,7 @@ download itself (the requester only, once)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterator
@@ -17,9 +18,10 @@ from labelvault.access import Permission, Scope
 from labelvault.api.security import RequestContext, access, authorize, project_scope
 from labelvault.export import service
 from labelvault.export.formats import CONTENT_TYPES
+from labelvault.kernel.ids import parse_id
 from labelvault.keys.values import project_cipher
 from labelvault.platform import Platform
-from labelvault.storage import BlobNotFoundError
+from labelvault.storage import BlobNotFoundError, BlobStoreError
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/exports", tags=["exports"])
 Ctx = Annotated[RequestContext, Depends(authorize)]
@@ -77,12 +79,18 @@ async def create_link(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[s
 
 
 def _stream(
-    platform: Platform, chunks: Iterator[bytes], project_id: uuid.UUID, blob_id: str
+    platform: Platform, first: bytes, chunks: Iterator[bytes], project_id: uuid.UUID, blob_id: str
 ) -> Iterator[bytes]:
-    yield from chunks
-    # downloaded once and whole: the bundle is no longer needed
-    with contextlib.suppress(BlobNotFoundError):
-        platform.blobs.delete(project_id, blob_id)
+    try:
+        yield first
+        yield from chunks
+    finally:
+        # the link is spent: whether the download finished or the client went away, the
+        # bundle can never be fetched again, so it is not kept
+        if hasattr(chunks, "close"):
+            chunks.close()
+        with contextlib.suppress(BlobNotFoundError, BlobStoreError):
+            platform.blobs.delete(project_id, blob_id)
 
 
 @router.get("/{export_id}/download")
@@ -95,10 +103,35 @@ async def download(
 ) -> StreamingResponse:
     """The decrypted bundle, streamed; the link is used up by this request."""
     scope = project_scope(ctx)
+    eid = parse_id(export_id, what="export")
     cipher = await project_cipher(ctx.platform.keys, scope.project_id)
-    used = await service.consume_download(ctx.platform.db, scope, export_id, token)
-    eid = uuid.UUID(used["manifest"]["export_id"])
-    chunks = cipher.get_blob(ctx.platform.blobs, "exports", eid, used["blob_id"])
+
+    def open_first(blob_id: str) -> tuple[bytes, Iterator[bytes]]:
+        # the first chunk decrypts (authenticates) before the link is spent
+        chunks = cipher.get_blob(ctx.platform.blobs, "exports", eid, blob_id)
+        try:
+            return next(chunks, b""), chunks
+        except BaseException:
+            if hasattr(chunks, "close"):
+                chunks.close()
+            raise
+
+    opened: list[Iterator[bytes]] = []
+
+    async def open_bundle(blob_id: str) -> tuple[bytes, Iterator[bytes]]:
+        first, rest = await asyncio.to_thread(open_first, blob_id)
+        opened.append(rest)
+        return first, rest
+
+    try:
+        used, (first, chunks) = await service.consume_download(
+            ctx.platform.db, scope, eid, token, open_bundle
+        )
+    except BaseException:  # opened, but the link was not spent (a race, a failed write)
+        for rest in opened:
+            if hasattr(rest, "close"):
+                rest.close()
+        raise
     name = used["manifest"]["file_name"]
     headers = {
         "Content-Disposition": f'attachment; filename="{name}"',
@@ -107,7 +140,7 @@ async def download(
         "X-LabelVault-Bundle-SHA256": used["manifest"]["bundle"]["sha256"],
     }
     return StreamingResponse(
-        _stream(ctx.platform, chunks, scope.project_id, used["blob_id"]),
+        _stream(ctx.platform, first, chunks, scope.project_id, used["blob_id"]),
         media_type=CONTENT_TYPES[used["format"]],
         headers=headers,
     )
