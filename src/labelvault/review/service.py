@@ -147,6 +147,14 @@ async def decide(
             raise NotFoundError("review not found")
         if seen[0] != "pending":
             raise ConflictError("this review has already been decided")
+        # the task first, as the annotator's submit locks it first: a revision and a decision
+        # of one annotation wait for each other there, instead of each holding a row the other
+        # needs (a deadlock)
+        await conn.execute(
+            "SELECT t.id FROM tasks t JOIN annotations a ON a.task_id = t.id "
+            "JOIN reviews v ON v.annotation_id = a.id WHERE v.id = %s FOR UPDATE OF t",
+            [rid],
+        )
         cur = await conn.cursor(row_factory=dict_row).execute(
             "SELECT v.id, v.state, a.id AS annotation_id, a.task_id, i.id AS item_id, i.kind, "
             "i.content, i.width, i.height FROM reviews v "
