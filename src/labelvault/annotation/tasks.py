@@ -347,7 +347,7 @@ async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUI
     tid = parse_id(task_id, what="task")
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         cur = await conn.execute(
-            "SELECT t.item_id, t.origin, t.state, "
+            "SELECT t.item_id, t.state, "
             "EXISTS (SELECT 1 FROM annotations a WHERE a.task_id = t.id) "
             "FROM tasks t WHERE t.id = %s FOR UPDATE OF t",
             [tid],
@@ -355,7 +355,7 @@ async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUI
         row = await cur.fetchone()
         if row is None:
             raise NotFoundError("task not found")
-        item_id, origin, state, answered = row
+        item_id, state, answered = row
         if state not in ("leased", "assigned"):
             raise ConflictError("only a task you are working on can be skipped")
         if answered:  # handed back after a rejection: revise it, it cannot go to someone else
@@ -377,15 +377,15 @@ async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUI
             resource_id=tid,
             project_id=scope.project_id,
         )
-    if origin == "auto":
-        # the slot goes back to the pool for someone else (as the platform: the annotator
-        # can no longer see a task that is not theirs)
-        async with db.project_tx(scope.project_id, scope.context("system")) as conn:
-            await conn.execute(
-                "UPDATE tasks SET state = 'open', assignee = NULL, updated_at = now() "
-                "WHERE id = %s AND state = 'skipped'",
-                [tid],
-            )
+    # the slot goes back for someone else (as the platform: the annotator can no longer see
+    # a task that is not theirs): to the pool if it came from there, else to the manager's
+    # assignments (an assigned task stays out of automatic distribution)
+    async with db.project_tx(scope.project_id, scope.context("system")) as conn:
+        await conn.execute(
+            "UPDATE tasks SET state = 'open', assignee = NULL, updated_at = now() "
+            "WHERE id = %s AND state = 'skipped'",
+            [tid],
+        )
 
 
 async def history(
@@ -450,9 +450,12 @@ async def assign(
                   AND (NOT %s OR i.is_gold)
                   AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.item_id = c.item_id
                                    AND o.assignee = %s)
+                  -- never an item they skipped: it would never be served to them
+                  AND NOT EXISTS (SELECT 1 FROM task_skips k WHERE k.item_id = c.item_id
+                                   AND k.user_id = %s)
                 ORDER BY c.created_at, c.slot LIMIT %s FOR UPDATE SKIP LOCKED)
             """,
-            [annotator, import_id, import_id, gold_only, annotator, count],
+            [annotator, import_id, import_id, gold_only, annotator, annotator, count],
         )
         assigned = cur.rowcount
         await audit_project(
