@@ -7,6 +7,7 @@ audited.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -14,11 +15,12 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from labelvault.access.scope import ProjectScope
+from labelvault.annotation.label_schema import LabelSchema
 from labelvault.annotation.settings import read_settings
 from labelvault.audit.record import audit_project
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.keys.service import KeyService
-from labelvault.keys.values import project_cipher
+from labelvault.keys.values import ProjectCipher, project_cipher
 from labelvault.quality.agreement import agreement_for, gold_accuracy
 
 
@@ -56,32 +58,16 @@ async def aggregates(
         pending_row = await dcur.fetchone()
         quality: dict[str, Any] = {"agreement": None, "gold_accuracy": None}
         if settings.label_schema is not None:
-            schema = settings.schema()
             await dcur.execute(
-                "SELECT a.id, a.item_id, a.result, v.id AS review_id, v.corrected_result "
-                "FROM annotations a LEFT JOIN reviews v ON v.annotation_id = a.id "
+                "SELECT a.id, a.item_id, a.result FROM annotations a "
                 "WHERE a.item_id IN (SELECT item_id FROM annotations GROUP BY item_id "
                 "HAVING count(*) >= 2) OR a.item_id IN (SELECT item_id FROM gold_answers)"
             )
-            by_item: dict[uuid.UUID, list[Any]] = defaultdict(list)
-            for r in await dcur.fetchall():
-                by_item[r["item_id"]].append(
-                    cipher.decrypt_json("annotations", r["id"], "result", bytes(r["result"]))
-                )
-            quality["agreement"] = agreement_for(
-                schema, {k: v for k, v in by_item.items() if len(v) >= 2}
-            )
+            answers = await dcur.fetchall()
             await dcur.execute("SELECT item_id, result FROM gold_answers")
-            pairs = []
-            for g in await dcur.fetchall():
-                gold = cipher.decrypt_json(
-                    "gold_answers", g["item_id"], "result", bytes(g["result"])
-                )
-                pairs += [(answer, gold) for answer in by_item.get(g["item_id"], [])]
-            quality["gold_accuracy"] = {
-                "value": gold_accuracy(pairs, schema.kind),
-                "answers": len(pairs),
-            }
+            golds = await dcur.fetchall()
+            # decrypting and comparing thousands of answers is CPU work: not on the event loop
+            quality = await asyncio.to_thread(_quality, cipher, settings.schema(), answers, golds)
         await audit_project(
             conn,
             scope.actor,
@@ -106,4 +92,26 @@ async def aggregates(
             "by_annotator": dict(per_annotator),
         },
         **quality,
+    }
+
+
+def _quality(
+    cipher: ProjectCipher,
+    schema: LabelSchema,
+    answers: list[dict[str, Any]],
+    golds: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Agreement between annotators and accuracy on gold items, from the sealed answers."""
+    by_item: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for r in answers:
+        by_item[r["item_id"]].append(
+            cipher.decrypt_json("annotations", r["id"], "result", bytes(r["result"]))
+        )
+    pairs = []
+    for g in golds:
+        gold = cipher.decrypt_json("gold_answers", g["item_id"], "result", bytes(g["result"]))
+        pairs += [(answer, gold) for answer in by_item.get(g["item_id"], [])]
+    return {
+        "agreement": agreement_for(schema, {k: v for k, v in by_item.items() if len(v) >= 2}),
+        "gold_accuracy": {"value": gold_accuracy(pairs, schema.kind), "answers": len(pairs)},
     }
