@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import gc
 import os
@@ -111,6 +112,19 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(supervisor: int) -> None:
+    """Linux: this worker gets SIGTERM (a graceful stop) when the supervising process dies,
+    even by SIGKILL, instead of serving on unsupervised. Elsewhere: nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != supervisor:  # it died before that took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_workers(count: int, serve_one: Callable[[int], None]) -> int:
     """Pre-fork ``count`` worker processes, each running ``serve_one(index)`` (its own event
     loop, database pools and application), and supervise them until they end.
@@ -129,6 +143,7 @@ def run_workers(count: int, serve_one: Callable[[int], None]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
 
+    supervisor = os.getpid()
     # what is loaded so far is shared copy-on-write: keep the collector from touching it
     gc.freeze()
     try:
@@ -139,6 +154,7 @@ def run_workers(count: int, serve_one: Callable[[int], None]) -> int:
                 try:
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.default_int_handler)
+                    _die_with(supervisor)
                     serve_one(index)
                 except KeyboardInterrupt:
                     pass

@@ -7,6 +7,7 @@ a second start reuses the cluster with its data; the password shows up in no log
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -189,6 +190,16 @@ def _wait_for_workers(pid: int, count: int, timeout: float = 30) -> list[int]:
     pytest.fail(f"expected {count} worker processes, saw {_children_of(pid)}")
 
 
+def _stop_orphaned_postgres(pgdata: Path) -> None:
+    """The embedded PostgreSQL of a supervisor that was killed outright is still running."""
+    pidfile = pgdata / "postmaster.pid"
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        os.kill(int(pidfile.read_text().splitlines()[0]), signal.SIGINT)  # fast shutdown
+    deadline = time.monotonic() + 60
+    while pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _is_labelvault(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -234,3 +245,18 @@ def test_serve_with_workers_stops_cleanly_and_fails_fast(
     assert code == 1
     assert "a server process ended unexpectedly" in served.stderr
     assert not pgdata.joinpath("postmaster.pid").exists()
+
+    # the supervisor killed outright (no handler runs): its workers stop, none serves on alone
+    served = Served(env, logs_dir, "supervisor-killed")
+    try:
+        _wait_healthy(served, port, cafile)
+        workers = _wait_for_workers(served.proc.pid, 2)
+        served.proc.kill()
+        served.proc.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(_is_labelvault(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_is_labelvault(w) for w in workers)
+    finally:
+        served.stop()
+        _stop_orphaned_postgres(pgdata)
