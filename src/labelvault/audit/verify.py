@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Final
 
@@ -153,10 +153,8 @@ def verify_chain(
 
     if 0 in pending:
         check_checkpoints(0, EMPTY_ROOT, 0, genesis, pending[0][0].ts_us)
-    run = _Run(out, genesis, sorted(pending), check_bodies=check_bodies)
+    run = _Run(out, genesis, sorted(pending), check_checkpoints, check_bodies=check_bodies)
     run.consume(events)
-    for (size, seq, head, ts), root in zip(run.heads, run.roots, strict=True):
-        check_checkpoints(size, root, seq, head, ts)
 
     n = report.events_checked = run.n
     report.head_seq = run.seq
@@ -172,24 +170,30 @@ def verify_chain(
 
 
 class _Run:
-    """One pass over a chain in batches: each checked whole by :func:`clean_run` and, only if it
-    is not clean, diagnosed row by row. ``state`` is (the seq the next row must have, the chain
-    hash and ts of the last row), as row-by-row checking leaves it. Batches end at every
-    checkpoint size, where the tree's root is taken."""
+    """One pass over a chain in batches: each checked whole by :func:`clean_run`; in a batch
+    that is not clean, each row again, and a row that is not clean diagnosed. ``state`` is (the
+    seq the next row must have, the chain hash and ts of the last row), exactly as a row-by-row
+    pass leaves it. Batches end at every checkpoint size, where the tree's root is compared
+    (``at_checkpoint``) before any later row is looked at."""
 
     def __init__(
-        self, out: _Collector, genesis: bytes, sizes: list[int], *, check_bodies: bool
+        self,
+        out: _Collector,
+        genesis: bytes,
+        sizes: list[int],
+        at_checkpoint: Callable[[int, bytes, int, bytes, int], None],
+        *,
+        check_bodies: bool,
     ) -> None:
         self.out = out
         self.check_bodies = check_bodies
+        self.at_checkpoint = at_checkpoint
         self.cuts = [size for size in sizes if size > 0]
         self.merkle_until = max(sizes, default=0)  # leaves past the last checkpoint: not needed
         self.state: tuple[int, bytes, int] = (1, genesis, _MIN_INT8)
         self.seq = 0
         self.n = 0  # rows checked
         self.tree = MerkleAccumulator()
-        self.roots: list[bytes] = []
-        self.heads: list[tuple[int, int, bytes, int]] = []  # (size, seq, chain head, ts)
 
     def consume(self, events: Iterable[EventRow]) -> None:
         it = iter(events)
@@ -203,6 +207,8 @@ class _Run:
             if not rows:
                 return
             self._check(rows)
+            if self.n == next_cut:
+                self.at_checkpoint(self.n, self.tree.root(), self.seq, *self.state[1:])
 
     def _check(self, rows: list[EventRow]) -> None:
         end = _end_state(rows) if clean_run(rows, *self.state) else None
@@ -213,27 +219,34 @@ class _Run:
                 for row in rows:
                     self._check_body(row[0], row[2])
         else:
-            leaves = []
-            expected, prev_chain, prev_ts = self.state
-            seq = self.seq
-            for n, e in enumerate(rows, self.n + 1):
-                expected, seq, prev_ts, leaf, prev_chain = _diagnose(
-                    e, n, expected, prev_chain, prev_ts, self.out
-                )
-                if self.check_bodies:
-                    self._check_body(seq, e[2])
-                leaves.append(leaf)
-            self.state, self.seq = (expected, prev_chain, prev_ts), seq
+            leaves = [self._check_row(n, row) for n, row in enumerate(rows, self.n + 1)]
         self.n += len(rows)
         if self.n <= self.merkle_until:
             self.tree.extend(leaves)
-            if self.n in self.cuts:
-                self.roots.append(self.tree.root())
-                self.heads.append((self.n, self.seq, self.state[1], self.state[2]))
+
+    def _check_row(self, n: int, row: EventRow) -> bytes:
+        """One row of a batch that is not clean: the fast check, else the diagnosis. Returns
+        the leaf the tree takes for it."""
+        end = _end_state([row]) if clean_run([row], *self.state) else None
+        if end is not None:
+            self.state, self.seq = end, end[0] - 1
+            leaf = row[3]
+        else:
+            expected, prev_chain, prev_ts = self.state
+            expected, self.seq, prev_ts, leaf, prev_chain = _diagnose(
+                row, n, expected, prev_chain, prev_ts, self.out
+            )
+            self.state = (expected, prev_chain, prev_ts)
+        if self.check_bodies:
+            body = row[2] if isinstance(row, tuple) and len(row) == 6 else None
+            self._check_body(self.seq, body)
+        return leaf
 
     def _check_body(self, seq: int, body: object) -> None:
         try:
-            decode_event(body)  # type: ignore[arg-type]  # a malformed row's body may be anything
+            if not isinstance(body, bytes):
+                raise InvalidAuditEventError("the body is not bytes")
+            decode_event(body)
         except InvalidAuditEventError as exc:
             self.out.add(seq, ProblemKind.INVALID_BODY, f"seq {seq}: {exc.message}")
 

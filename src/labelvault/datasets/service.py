@@ -27,7 +27,7 @@ from labelvault.annotation.label_schema import validate_result
 from labelvault.annotation.settings import ProjectSettings, read_settings
 from labelvault.audit.record import audit_project
 from labelvault.datasets.limits import ImportLimits
-from labelvault.datasets.parsers import ImportRejectedError, ParsedItem, RowError, iter_items
+from labelvault.datasets.parsers import ParsedItem, RowError, iter_items
 from labelvault.db.runtime import RuntimeDatabase
 from labelvault.kernel.errors import InvalidInputError, LabelVaultError
 from labelvault.keys.service import KeyService
@@ -172,8 +172,9 @@ class _Preparer:
 
     def forget(self, blob_ids: list[str]) -> None:
         """Delete blobs whose rows were not added (duplicates): nothing refers to them."""
+        gone = set(blob_ids)
         with self._blobs_lock:
-            self._written_blobs = [b for b in self._written_blobs if b not in set(blob_ids)]
+            self._written_blobs = [b for b in self._written_blobs if b not in gone]
         _discard_blobs(self.blobs, self.scope, blob_ids)
 
     def _new_id(self) -> str:
@@ -364,7 +365,7 @@ async def import_items(
     import_id = uuid.uuid4()
     report = ImportReport(import_id, fmt or "auto")
     preparer: _Preparer | None = None
-    upcoming: asyncio.Future[tuple[_Prepared, list[RowError], str | None]] | None = None
+    upcoming: asyncio.Future[_Next] | None = None
     try:
         # the import runs as the platform (it also creates tasks); the actor is recorded
         async with db.project_tx(scope.project_id, scope.context("system")) as conn:
@@ -375,30 +376,32 @@ async def import_items(
             # parse and encrypt the next batch in a worker thread while this one is inserted
             upcoming = asyncio.ensure_future(asyncio.to_thread(_next_batch, parsed, preparer))
             while True:
-                batch, errors, detected = await upcoming
-                if batch:
-                    upcoming = asyncio.ensure_future(
-                        asyncio.to_thread(_next_batch, parsed, preparer)
-                    )
-                if detected:
-                    report.format = detected
+                step = await upcoming
+                batch, errors = step.batch, step.errors
+                if step.detected:
+                    report.format = step.detected
                 for error in errors:
                     report.rejected += 1
                     if len(report.errors) < MAX_REPORTED_ERRORS:
                         report.errors.append({"line": error.line, "reason": error.reason})
                 if report.rejected and on_error == "reject":
                     raise ImportRowsError(report)
-                if not batch:
-                    break
-                added, orphans = await _insert_batch(
-                    conn, batch, import_id, scope.user_id, settings.overlap
-                )
-                if orphans:  # images of duplicates: their rows were not added
-                    preparer.forget(orphans)
-                report.items_added += added
-                report.duplicates += len(batch) - added
+                if not step.exhausted:  # prepare the next batch while this one is inserted
+                    upcoming = asyncio.ensure_future(
+                        asyncio.to_thread(_next_batch, parsed, preparer)
+                    )
+                if batch:
+                    added, orphans = await _insert_batch(
+                        conn, batch, import_id, scope.user_id, settings.overlap
+                    )
+                    if orphans:  # images of duplicates: their rows were not added
+                        await asyncio.to_thread(preparer.forget, orphans)
+                    report.items_added += added
+                    report.duplicates += len(batch) - added
                 if progress:
                     progress(len(batch) + len(errors))
+                if step.exhausted:
+                    break
             await _finish(conn, cipher, scope, import_id, report)
     except BaseException:
         # until the commit, anything can fail. The thread may still be preparing a batch (or
@@ -407,7 +410,7 @@ async def import_items(
         if upcoming is not None:
             upcoming.cancel()
         if preparer is not None:
-            preparer.discard()
+            await asyncio.to_thread(preparer.discard)  # blob stores block: not on the loop
         raise
     if report.items_added >= STATISTICS_AFTER:
         async with db.project_tx(scope.project_id, scope.context("system")) as conn:
@@ -454,31 +457,31 @@ async def _finish(
     )
 
 
-def _next_batch(
-    parsed: Iterable[ParsedItem | RowError], preparer: _Preparer
-) -> tuple[_Prepared, list[RowError], str | None]:
+@dataclass
+class _Next:
+    batch: _Prepared
+    errors: list[RowError]
+    detected: str | None
+    exhausted: bool  # the end of the input was reached (an empty batch alone is not the end)
+
+
+def _next_batch(parsed: Iterable[ParsedItem | RowError], preparer: _Preparer) -> _Next:
     batch = _Prepared()
     errors: list[RowError] = []
-    iterator = iter(parsed)
-    detected = None
-    try:
-        for entry in iterator:
-            if isinstance(entry, RowError):
-                errors.append(entry)
-                if len(errors) >= BATCH:
-                    break
-                continue
+    exhausted = True
+    for entry in parsed:
+        if isinstance(entry, RowError):
+            errors.append(entry)
+        else:
             try:
                 preparer.prepare(entry, batch)
             except InvalidInputError as exc:
                 errors.append(RowError(entry.line, exc.message))
-            if len(batch) >= BATCH:
-                break
-    except ImportRejectedError:
-        raise
+        if len(batch) >= BATCH or len(errors) >= BATCH:
+            exhausted = False
+            break
     preparer.seal(batch)
-    detected = getattr(parsed, "format", None)
-    return batch, errors, detected
+    return _Next(batch, errors, getattr(parsed, "format", None), exhausted)
 
 
 def _discard_blobs(blobs: BlobStore, scope: ProjectScope, blob_ids: list[str]) -> None:

@@ -513,3 +513,16 @@ def test_a_client_that_goes_away_mid_upload_leaves_nothing(api: Api) -> None:
     assert r.status_code == 201, r.text
     assert time.monotonic() - started < 10
     assert api.items() == before + 1
+
+
+def test_a_long_run_of_bad_rows_does_not_end_a_skipping_import(api: Api) -> None:
+    """More bad rows in a row than fit one batch, then good ones: every good row lands (a
+    batch of nothing but errors is not the end of the file)."""
+    bad = b"{not json\n" * 2_500
+    good = b"".join(json.dumps({"text": f"after the run {n}"}).encode() + b"\n" for n in range(3))
+    before = api.items()
+    r = api.post(bad + good, fmt="jsonl", on_error="skip")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["items_added"], body["rejected"]) == (3, 2_500)
+    assert api.items() == before + 3
