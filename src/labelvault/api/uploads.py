@@ -1,26 +1,28 @@
-"""Request bodies handed to a parsing thread while they arrive, in bounded memory.
+"""Request bodies of imports: read whole, within limits, before any database work starts.
 
-An import's parser runs in a worker thread and reads a blocking file-like object; the body
-arrives on the event loop. :class:`UploadPipe` joins the two: the loop feeds chunks (waiting
-while ``capacity`` bytes are unread), the thread reads them. Nothing is written to disk, so the
-plaintext of an upload never reaches a temporary file, and a 500 MB file of lines costs a few
-MB of memory instead of the file's size (twice). A failure on either side reaches the other:
-a body over the limit or a client that goes away fails the reader; an import that stops early
-stops the feeding.
+An import is one transaction, and a transaction (with the rows and locks it holds) must never
+wait on a client: a slow or stalled upload would hold them for as long as it liked. So the body
+is read first, into memory only (its plaintext never reaches a temporary file), and at most
+:data:`CONCURRENT_UPLOADS` imports per server process hold a body at a time: the next one waits
+its turn with its bytes still in the network buffers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import threading
-from collections import deque
+import weakref
 from collections.abc import AsyncIterator
 from typing import Final
 
+from starlette.requests import ClientDisconnect
+
 from labelvault.kernel.errors import LabelVaultError
 
-PIPE_CAPACITY: Final = 4 * 1024 * 1024
+CONCURRENT_UPLOADS: Final = 2
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class PayloadTooLargeError(LabelVaultError):
@@ -35,100 +37,40 @@ class UploadAbortedError(LabelVaultError):
     code = "upload_aborted"
 
 
-class UploadPipe(io.RawIOBase):
-    """Bytes fed by the event loop (:meth:`feed`, :meth:`finish`, :meth:`fail`), read by one
-    worker thread (``read``/``readinto`` block until data, end of body, or failure)."""
-
-    def __init__(self, capacity: int = PIPE_CAPACITY) -> None:
-        super().__init__()
-        self._loop = asyncio.get_running_loop()
-        self._cond = threading.Condition()
-        self._chunks: deque[bytes] = deque()
-        self._pos = 0  # read offset in the first chunk
-        self._buffered = 0
-        self._capacity = capacity
-        self._eof = False
-        self._error: BaseException | None = None
-        self._space = asyncio.Event()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        with self._cond:
-            while not self._chunks and not self._eof and self._error is None:
-                self._cond.wait()
-            if self._error is not None:
-                raise self._error
-            if not self._chunks:
-                return 0  # the end of the body
-            chunk = self._chunks[0]
-            n = min(len(buffer), len(chunk) - self._pos)
-            buffer[:n] = chunk[self._pos : self._pos + n]
-            self._pos += n
-            if self._pos == len(chunk):
-                self._chunks.popleft()
-                self._pos = 0
-            self._buffered -= n
-        self._loop.call_soon_threadsafe(self._space.set)
-        return n
-
-    async def feed(self, chunk: bytes) -> None:
-        """Hand ``chunk`` to the reader; wait while the pipe is full."""
-        while True:
-            with self._cond:
-                if self._error is not None or self._eof:
-                    raise RuntimeError("the upload pipe is closed")
-                if self._buffered < self._capacity:
-                    self._chunks.append(chunk)
-                    self._buffered += len(chunk)
-                    self._cond.notify()
-                    return
-                self._space.clear()
-            await self._space.wait()
-
-    def finish(self) -> None:
-        """The body is complete: the reader sees the end once it has read everything."""
-        with self._cond:
-            self._eof = True
-            self._cond.notify()
-
-    def fail(self, error: BaseException) -> None:
-        """The body failed: the reader raises ``error`` (what it has not read is dropped)."""
-        with self._cond:
-            if self._error is None:
-                self._error = error
-            self._chunks.clear()
-            self._buffered = 0
-            self._cond.notify()
-        self._space.set()
+def upload_slot() -> asyncio.Semaphore:
+    """This event loop's semaphore of imports holding a body in memory."""
+    loop = asyncio.get_running_loop()
+    slot = _slots.get(loop)
+    if slot is None:
+        slot = _slots[loop] = asyncio.Semaphore(CONCURRENT_UPLOADS)
+    return slot
 
 
-async def pump(body: AsyncIterator[bytes], pipe: UploadPipe, limit: int, received: int) -> None:
-    """Feed ``body`` into ``pipe`` (``received`` bytes of it already fed), at most ``limit``."""
+async def read_head(body: AsyncIterator[bytes], size: int) -> bytes:
+    """At least ``size`` bytes of the body (fewer only if it is shorter)."""
+    head = b""
     try:
         async for chunk in body:
-            received += len(chunk)
-            if received > limit:
+            head += chunk
+            if len(head) >= size:
+                break
+    except ClientDisconnect:
+        raise UploadAbortedError("the upload ended before the whole file arrived") from None
+    return head
+
+
+async def read_all(body: AsyncIterator[bytes], limit: int, head: bytes = b"") -> io.BytesIO:
+    """The rest of the body after ``head``, at most ``limit`` bytes in all, in memory."""
+    buffer = io.BytesIO()
+    buffer.write(head)
+    size = len(head)
+    try:
+        async for chunk in body:
+            size += len(chunk)
+            if size > limit:
                 raise PayloadTooLargeError(f"upload larger than {limit} bytes")
-            if chunk:
-                await pipe.feed(chunk)
-    except asyncio.CancelledError:
-        pipe.fail(UploadAbortedError("the import stopped before the upload ended"))
-        raise
-    except LabelVaultError as exc:
-        pipe.fail(exc)
-    except Exception:  # the client went away, or the server's connection failed
-        pipe.fail(UploadAbortedError("the upload ended before the whole file arrived"))
-    else:
-        pipe.finish()
-
-
-async def read_all(body: AsyncIterator[bytes], limit: int, head: bytes = b"") -> bytes:
-    """The whole body in memory (for formats that need it: a zip is read from its end)."""
-    buffer = bytearray(head)
-    async for chunk in body:
-        buffer += chunk
-        if len(buffer) > limit:
-            raise PayloadTooLargeError(f"upload larger than {limit} bytes")
-    return bytes(buffer)
+            buffer.write(chunk)
+    except ClientDisconnect:
+        raise UploadAbortedError("the upload ended before the whole file arrived") from None
+    buffer.seek(0)
+    return buffer

@@ -526,3 +526,20 @@ def test_a_long_run_of_bad_rows_does_not_end_a_skipping_import(api: Api) -> None
     body = r.json()
     assert (body["items_added"], body["rejected"]) == (3, 2_500)
     assert api.items() == before + 3
+
+
+def test_concurrent_uploads_all_land(api: Api) -> None:
+    """More uploads at once than a process holds bodies for: the others wait their turn."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def upload(n: int) -> httpx.Response:
+        rows = b"".join(
+            json.dumps({"text": f"concurrent {n} row {i}"}).encode() + b"\n" for i in range(50)
+        )
+        return api.post(rows, fmt="jsonl", on_error="reject")
+
+    before = api.items()
+    with ThreadPoolExecutor(5) as pool:
+        responses = list(pool.map(upload, range(5)))
+    assert [r.status_code for r in responses] == [201] * 5, [r.text for r in responses]
+    assert api.items() == before + 250

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import uuid
-from typing import Annotated, Any, BinaryIO, Literal, cast
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
@@ -17,7 +15,7 @@ from labelvault.access import Permission, Scope
 from labelvault.annotation import settings as project_settings
 from labelvault.annotation import tasks
 from labelvault.api.security import RequestContext, access, authorize, project_scope
-from labelvault.api.uploads import PayloadTooLargeError, UploadPipe, pump, read_all
+from labelvault.api.uploads import PayloadTooLargeError, read_all, read_head, upload_slot
 from labelvault.datasets.parsers import detect_format, sniff_format
 from labelvault.datasets.service import ImportRowsError, import_items
 from labelvault.quality.service import aggregates
@@ -92,31 +90,20 @@ async def put_settings(project_id: uuid.UUID, body: SettingsIn, ctx: Ctx) -> dic
     return _settings_out(updated)
 
 
-async def _import_source(
-    request: Request, fmt: str | None, name: str | None
-) -> tuple[BinaryIO, str | None, asyncio.Task[None] | None]:
-    """The body as a source for the parser: a pipe it reads while the body arrives (line
-    formats, an image), or all of it in memory (a zip is read from its end; an unknown format
-    is refused by the parser from its first bytes). Returns (source, format, pump task)."""
+async def _import_source(request: Request, fmt: str | None, name: str | None) -> BinaryIO:
+    """The whole body, read before the import's transaction starts (see ``api.uploads``). A
+    body whose format can be told neither from the request nor from its first bytes is left
+    unread: the parser refuses it from those bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         raise PayloadTooLargeError(f"upload larger than {MAX_UPLOAD_BYTES} bytes")
     body = request.stream().__aiter__()
-    resolved = fmt or detect_format(name)
     head = b""
-    if resolved is None:  # sniff the first bytes
-        async for chunk in body:
-            head += chunk
-            if len(head) >= 8:
-                break
-        resolved = sniff_format(head)
-    if resolved in (None, "zip"):
-        return io.BytesIO(await read_all(body, MAX_UPLOAD_BYTES, head)), resolved, None
-    pipe = UploadPipe()
-    if head:
-        await pipe.feed(head)
-    feeding = asyncio.create_task(pump(body, pipe, MAX_UPLOAD_BYTES, len(head)))
-    return cast(BinaryIO, pipe), resolved, feeding
+    if fmt is None and detect_format(name) is None:
+        head = await read_head(body, 8)
+        if sniff_format(head) is None:
+            return io.BytesIO(head)
+    return await read_all(body, MAX_UPLOAD_BYTES, head)
 
 
 @router.post("/imports", status_code=201)
@@ -134,30 +121,30 @@ async def create_import(
 ) -> JSONResponse:
     """Upload one file (JSON Lines, CSV, text, a zip of PNG/JPEG images) as the request body.
 
-    The body is parsed while it arrives (a zip once it has) and encrypted item by item; it is
-    held in memory only, never in a temporary file.
+    The body is read whole into memory (never a temporary file) before the import's
+    transaction starts, then parsed and encrypted item by item.
     """
-    source, resolved, feeding = await _import_source(request, format, name)
-    try:
-        report = await import_items(
-            ctx.platform.db,
-            ctx.platform.keys,
-            ctx.platform.blobs,
-            project_scope(ctx),
-            source,
-            fmt=resolved,
-            name=name,
-            on_error=on_error,
-        )
-    except ImportRowsError as exc:
-        from labelvault.api.problems import problem
+    async with upload_slot():
+        source = await _import_source(request, format, name)
+        try:
+            report = await import_items(
+                ctx.platform.db,
+                ctx.platform.keys,
+                ctx.platform.blobs,
+                project_scope(ctx),
+                source,
+                fmt=format,
+                name=name,
+                on_error=on_error,
+            )
+        except ImportRowsError as exc:
+            from labelvault.api.problems import problem
 
-        return problem(422, exc.message, code="bad_rows", extra={"report": exc.report.as_dict()})
-    finally:
-        if feeding is not None:
-            feeding.cancel()  # done already, unless the import stopped before the body ended
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeding
+            return problem(
+                422, exc.message, code="bad_rows", extra={"report": exc.report.as_dict()}
+            )
+        finally:
+            source.close()  # the body's memory goes before the next upload's slot opens
     return JSONResponse(report.as_dict(), status_code=201)
 
 
