@@ -64,6 +64,7 @@ from labelvault.kernel.errors import (
     LabelVaultError,
     NotFoundError,
     PermissionDeniedError,
+    ThrottledError,
     UnauthenticatedError,
 )
 from labelvault.kernel.ids import new_id
@@ -458,13 +459,20 @@ async def begin_sso(
     """Start a login: returns the provider URL to redirect to and the browser-binding secret
     (for an HttpOnly cookie). Nothing secret goes to the browser except that binding. Starts
     are throttled per source address (429 past :data:`SSO_START_POLICY`)."""
-    async with db.control_tx(ControlContext.system_context()) as conn:
-        key = sso_start_key(source_address)
-        await check_allowed(conn, key)
-        await record_failure(conn, key)  # every start counts, finished or not
     row = await _active_provider(db, org_id)
     if row is None:
         raise NotFoundError("single sign-on is not available for this organization")
+    async with db.control_tx(ControlContext.system_context()) as conn:
+        key = sso_start_key(org_id, source_address)
+        try:
+            await check_allowed(conn, key)
+        except ThrottledError as exc:
+            raise ThrottledError(
+                "too many sign-ins started from this address; try again in "
+                f"{exc.retry_after} seconds",
+                retry_after=exc.retry_after,
+            ) from None
+        await record_failure(conn, key)  # every start counts, finished or not
     config = _provider_config(row, sealer)
     metadata = await fetch_metadata(config, http)  # issuer must equal the configured one
     hint = login_hint if login_hint and len(login_hint) <= MAX_LOGIN_HINT else None

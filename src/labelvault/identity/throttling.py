@@ -7,7 +7,9 @@ lower-cased email, so unknown and known accounts are throttled alike (no enumera
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 import time
 from typing import Any
 
@@ -28,8 +30,16 @@ ADDRESS_POLICY = ThrottlePolicy(free_failures=100, lock_threshold=2000)
 SSO_START_POLICY = ThrottlePolicy(free_failures=1000, lock_threshold=20_000)
 
 
-def sso_start_key(address: str | None) -> str:
-    return "sso-start:" + (address or "unknown")
+def sso_start_key(org_id: object, address: str | None) -> str:
+    """Per organization and source: a flood at one organization's sign-in does not close
+    another's (behind a load balancer every client may share one address). IPv6 sources count
+    per /64, the block one subscriber usually gets."""
+    source = address or "unknown"
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(source)
+        if ip.version == 6:
+            source = str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return f"sso-start:{org_id}:{source}"
 
 
 def account_key(email: str) -> str:

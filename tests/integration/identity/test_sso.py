@@ -249,19 +249,24 @@ async def test_starts_are_throttled_per_source_address(
 
     org = await make_org(platform)
     await configure(platform, org.id, provider, jit=True)
-    key = sso_start_key("127.0.0.1")
+    key = sso_start_key(org.id, "127.0.0.1")
     async with platform.db.control_tx(ControlContext.system_context()) as conn:
         await conn.execute(
             "INSERT INTO lv_control.auth_failures (key, at) "
-            "SELECT %s, now() - interval '1 minute' FROM generate_series(1, %s)",
-            [key, SSO_START_POLICY.free_failures + 1],
+            "SELECT %s, now() FROM generate_series(1, %s)",
+            [key, SSO_START_POLICY.free_failures + 8],  # back-off of 2**8 s after the last
         )
     try:
         async with server.client() as client:
             r = await client.get(f"/api/v1/auth/sso/{org.id}/start")
             assert r.status_code == 429, r.text
             assert int(r.headers["retry-after"]) >= 1
+            assert "too many sign-ins started" in r.json()["detail"]
             assert SSO_COOKIE not in r.cookies
+        other = await make_org(platform)  # another organization's sign-in stays open
+        await configure(platform, other.id, provider, jit=True)
+        async with server.client() as client:
+            assert (await client.get(f"/api/v1/auth/sso/{other.id}/start")).status_code == 302
     finally:
         async with platform.db.control_tx(ControlContext.system_context()) as conn:
             await lift_lock(conn, key, None)
