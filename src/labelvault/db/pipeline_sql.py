@@ -566,8 +566,12 @@ $f$;
 
 # Step 7: an import's report of rejected rows is sealed like every other payload. Its reasons
 # name archive entries and files, and a file name can be personal data (a scan named after its
-# patient). The plaintext column goes with its contents: nothing ever read it back.
+# patient). The plaintext column goes with its contents (nothing ever read it back). A dropped
+# column's values stay in the table's pages, so the table is rewritten without them first
+# (changing the column's type rewrites it); the WAL and backups still hold them.
 IMPORT_REPORT_STEP = r"""
+ALTER TABLE {s}.imports ALTER COLUMN report DROP NOT NULL, ALTER COLUMN report DROP DEFAULT,
+  ALTER COLUMN report TYPE text USING NULL;
 ALTER TABLE {s}.imports DROP COLUMN report;
 ALTER TABLE {s}.imports ADD COLUMN report bytea;
 -- the platform re-seals it after a key rotation, as it does every sealed column
