@@ -343,31 +343,43 @@ def _review_writes(
 
 
 async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUID) -> None:
-    """Give the task back; the item is remembered as skipped by this annotator."""
+    """Give the task back; the item is remembered as skipped by this annotator.
+
+    The slot goes back for someone else: to the pool if it came from there, else to the
+    manager's assignments (an assigned task stays out of automatic distribution). The
+    annotator's own context can only see the task; giving it back (it stops being theirs) is
+    done as the platform, in one transaction with the skip and its event.
+    """
     tid = parse_id(task_id, what="task")
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         cur = await conn.execute(
-            "SELECT t.item_id, t.state, "
-            "EXISTS (SELECT 1 FROM annotations a WHERE a.task_id = t.id) "
-            "FROM tasks t WHERE t.id = %s FOR UPDATE OF t",
+            "SELECT t.state, EXISTS (SELECT 1 FROM annotations a WHERE a.task_id = t.id) "
+            "FROM tasks t WHERE t.id = %s",
             [tid],
         )
         row = await cur.fetchone()
-        if row is None:
-            raise NotFoundError("task not found")
-        item_id, state, answered = row
-        if state not in ("leased", "assigned"):
+    if row is None:
+        raise NotFoundError("task not found")
+    state, answered = row
+    if answered:  # handed back after a rejection: revise it, it cannot go to someone else
+        raise ConflictError("this task holds your annotation; revise it instead")
+    if state not in ("leased", "assigned"):
+        raise ConflictError("only a task you are working on can be skipped")
+    async with db.project_tx(scope.project_id, scope.context("system")) as conn:
+        cur = await conn.execute(
+            "UPDATE tasks t SET state = 'open', assignee = NULL, lease_expires_at = NULL, "
+            "updated_at = now() WHERE t.id = %s AND t.assignee = %s "
+            "AND t.state IN ('leased', 'assigned') "
+            "AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.task_id = t.id) "
+            "RETURNING t.item_id",
+            [tid, scope.user_id],
+        )
+        given_back = await cur.fetchone()
+        if given_back is None:  # changed meanwhile (submitted, expired and taken, skipped)
             raise ConflictError("only a task you are working on can be skipped")
-        if answered:  # handed back after a rejection: revise it, it cannot go to someone else
-            raise ConflictError("this task holds your annotation; revise it instead")
         await conn.execute(
             "INSERT INTO task_skips (item_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            [item_id, scope.user_id],
-        )
-        await conn.execute(
-            "UPDATE tasks SET state = 'skipped', lease_expires_at = NULL, updated_at = now() "
-            "WHERE id = %s",
-            [tid],
+            [given_back[0], scope.user_id],
         )
         await audit_project(
             conn,
@@ -376,15 +388,6 @@ async def skip(db: RuntimeDatabase, scope: ProjectScope, task_id: str | uuid.UUI
             resource_type="task",
             resource_id=tid,
             project_id=scope.project_id,
-        )
-    # the slot goes back for someone else (as the platform: the annotator can no longer see
-    # a task that is not theirs): to the pool if it came from there, else to the manager's
-    # assignments (an assigned task stays out of automatic distribution)
-    async with db.project_tx(scope.project_id, scope.context("system")) as conn:
-        await conn.execute(
-            "UPDATE tasks SET state = 'open', assignee = NULL, updated_at = now() "
-            "WHERE id = %s AND state = 'skipped'",
-            [tid],
         )
 
 

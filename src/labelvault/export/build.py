@@ -411,11 +411,13 @@ async def _failed(
     log.error("export build failed", export_id=str(export_id), error=type(exc).__name__)
     try:
         async with platform.db.project_tx(project_id, SYSTEM) as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE exports SET state = 'failed', error = %s, updated_at = now() "
                 "WHERE id = %s AND state = 'building' AND blob_id = %s",  # this attempt's
                 [message[:500], export_id, blob_id],
             )
+            if cur.rowcount != 1:  # a newer attempt holds the export: its outcome is the one
+                return
             await audit_project(
                 conn,
                 WORKER,

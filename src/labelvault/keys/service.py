@@ -107,6 +107,11 @@ class KeyService:
             self._remember(scope, ring)
         return ring
 
+    async def reload(self, scope: str) -> None:
+        """Load the scope's keyring afresh now (a value names a key version this process has
+        not seen: another process rotated within the cache's TTL)."""
+        await self._reload(scope)
+
     async def _reload(self, scope: str) -> None:
         """Replace the cached keyring by a fresh load (after a rotation or a retirement), so
         ciphers that look the keyring up per operation move on to it at once."""

@@ -56,7 +56,8 @@ async def aggregates(
             totals[r["state"]] += r["n"]
         await dcur.execute("SELECT count(*) AS n FROM reviews WHERE state = 'pending'")
         pending_row = await dcur.fetchone()
-        quality: dict[str, Any] = {"agreement": None, "gold_accuracy": None}
+        answers: list[dict[str, Any]] = []
+        golds: list[dict[str, Any]] = []
         if settings.label_schema is not None:
             await dcur.execute(
                 "SELECT a.id, a.item_id, a.result FROM annotations a "
@@ -66,8 +67,6 @@ async def aggregates(
             answers = await dcur.fetchall()
             await dcur.execute("SELECT item_id, result FROM gold_answers")
             golds = await dcur.fetchall()
-            # decrypting and comparing thousands of answers is CPU work: not on the event loop
-            quality = await asyncio.to_thread(_quality, cipher, settings.schema(), answers, golds)
         await audit_project(
             conn,
             scope.actor,
@@ -76,6 +75,11 @@ async def aggregates(
             resource_id=scope.project_id,
             project_id=scope.project_id,
         )
+    quality: dict[str, Any] = {"agreement": None, "gold_accuracy": None}
+    if settings.label_schema is not None:
+        # decrypting and comparing thousands of answers is CPU work: in a thread, after the
+        # transaction (its connection is not held meanwhile)
+        quality = await asyncio.to_thread(_quality, cipher, settings.schema(), answers, golds)
     decided = sum(totals.values())
     return {
         "items": items_row["n"] if items_row else 0,

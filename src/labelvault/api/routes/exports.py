@@ -16,6 +16,7 @@ from starlette.responses import StreamingResponse
 
 from labelvault.access import Permission, Scope
 from labelvault.api.security import RequestContext, access, authorize, project_scope
+from labelvault.crypto import DecryptionError
 from labelvault.export import service
 from labelvault.export.formats import CONTENT_TYPES
 from labelvault.kernel.ids import parse_id
@@ -119,7 +120,13 @@ async def download(
     opened: list[Iterator[bytes]] = []
 
     async def open_bundle(blob_id: str) -> tuple[bytes, Iterator[bytes]]:
-        first, rest = await asyncio.to_thread(open_first, blob_id)
+        try:
+            first, rest = await asyncio.to_thread(open_first, blob_id)
+        except DecryptionError:
+            # perhaps re-encrypted under a key version another process made since this one
+            # loaded the keyring: look again before calling the bundle damaged
+            await ctx.platform.keys.reload(str(scope.project_id))
+            first, rest = await asyncio.to_thread(open_first, blob_id)
         opened.append(rest)
         return first, rest
 
