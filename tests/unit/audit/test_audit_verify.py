@@ -267,33 +267,60 @@ def test_an_absurdly_nested_body_is_reported_never_a_crash() -> None:
     assert [e[0] for e in events] == [1]
 
 
+MALFORMED = st.sampled_from(
+    [
+        lambda e: e._replace(leaf=b"short"),
+        lambda e: e._replace(chain_hash=None),
+        lambda e: e._replace(body="text, not bytes"),
+        lambda e: e._replace(seq=2**70),
+        lambda e: e._replace(ts_us=-(2**70)),
+        lambda e: e._replace(prev_hash=memoryview(e.prev_hash)),
+        lambda e: tuple(e)[:4],
+    ]
+)
+
+
 @settings(max_examples=200)
 @given(
     st.integers(1, 14),
     st.data(),
     st.lists(st.tuples(st.sampled_from(FIELDS), st.integers(0, 10_000), st.integers(1, 255))),
     st.sets(st.integers(0, 14)),
+    st.lists(MALFORMED, max_size=2),
+    st.sampled_from([1, 3, 1000]),
 )
 def test_batches_report_what_row_by_row_checking_reports(
-    n: int, data: st.DataObject, flips: list[tuple[str, int, int]], sizes: set[int]
+    n: int,
+    data: st.DataObject,
+    flips: list[tuple[str, int, int]],
+    sizes: set[int],
+    breakages: list[object],
+    max_problems: int,
 ) -> None:
-    """Rows are checked a batch at a time and diagnosed row by row only in a batch that is not
-    clean: whatever the batch size, the report is the one of a row-by-row pass (batch size 1)."""
-    chain = list(CHAIN[:n])
+    """Rows are checked a batch at a time, a batch that is not clean row by row: whatever the
+    batch size, the report is the one of a row-by-row pass (batch size 1), malformed rows, the
+    problem cap and checkpoints included, and it never raises."""
+    chain: list[object] = list(CHAIN[:n])
     for name, index, xor in flips:
         i = data.draw(st.integers(0, n - 1))
-        chain[i] = flip_byte(chain[i], name, index, xor)
+        chain[i] = flip_byte(chain[i], name, index, xor)  # type: ignore[arg-type]
     if data.draw(st.booleans()) and n > 2:  # and perhaps a deletion or a swap
         i = data.draw(st.integers(0, n - 2))
         if data.draw(st.booleans()):
             del chain[i]
         else:
             chain[i], chain[i + 1] = chain[i + 1], chain[i]
+    for breakage in breakages:
+        i = data.draw(st.integers(0, len(chain) - 1))
+        if isinstance(chain[i], StoredEvent):
+            chain[i] = breakage(chain[i])  # type: ignore[operator]
     cps = tuple(checkpoint(CHAIN, k) for k in sorted(sizes) if k <= n)
     reports = []
     for batch in (1, 2, 5, 4096):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(verify_module, "_BATCH", batch)
-            reports.append(verify(chain, cps, check_bodies=True))
+            reports.append(
+                verify(chain, cps, check_bodies=True, max_problems=max_problems)  # type: ignore[arg-type]
+            )
     assert all(r == reports[0] for r in reports[1:]), [r.problems for r in reports]
     assert reports[0].ok == (chain == CHAIN[:n])
