@@ -91,7 +91,9 @@ def uvicorn_config(
         access_log=False,
         server_header=False,
         date_header=True,
-        proxy_headers=False,
+        # X-Forwarded-For only from the configured proxies (the right-most untrusted hop)
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         timeout_graceful_shutdown=10,
         lifespan="on",
     )

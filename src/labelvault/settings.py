@@ -7,6 +7,7 @@ agents deliver them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     control_pool_max: int = Field(default=10, ge=1, le=200)
     # server processes accepting on one socket (a Python process uses one core)
     workers: int = Field(default=1, ge=1, le=64)
+    # the load balancers / reverse proxies in front (addresses or networks, comma-separated):
+    # only from them is X-Forwarded-For believed, so audit events and throttles see the client
+    trusted_proxies: str = ""
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=12, ge=1)
 
@@ -70,6 +74,21 @@ class Settings(BaseSettings):
             if path and not data.get(name):
                 data[name] = _read_secret_file(Path(path), name)
         return data
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        entries = [e.strip() for e in value.split(",") if e.strip()]
+        for entry in entries:
+            if entry == "*":  # anyone could then claim any address
+                raise ValueError("trusted_proxies must name the proxies, not '*'")
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or network"
+                ) from None
+        return ",".join(entries)
 
     @field_validator("database_name")
     @classmethod
