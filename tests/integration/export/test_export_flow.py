@@ -3,6 +3,7 @@ Hugging Face ``datasets``), COCO for boxes, one-time and requester-only links, a
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -107,6 +108,13 @@ async def test_two_person_flow_and_one_time_download(
         assert r.headers["x-content-type-options"] == "nosniff"
         body = r.content
         assert hashlib.sha256(body).hexdigest() == manifest["bundle"]["sha256"]
+        # downloaded: the encrypted bundle is not kept (deleted once the response is over)
+        spent = await _export_blob(platform, team, built["export_id"])
+        for _ in range(100):
+            if spent not in set(platform.blobs.list_ids(team.project_id)):
+                break
+            await asyncio.sleep(0.05)
+        assert spent not in set(platform.blobs.list_ids(team.project_id))
         assert len(body) == manifest["bundle"]["bytes"]
         # once only
         r = await owner.get(link["url"])

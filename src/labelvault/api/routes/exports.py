@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -21,7 +21,6 @@ from labelvault.export import service
 from labelvault.export.formats import CONTENT_TYPES
 from labelvault.kernel.ids import parse_id
 from labelvault.keys.values import project_cipher
-from labelvault.platform import Platform
 from labelvault.storage import BlobNotFoundError, BlobStoreError
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/exports", tags=["exports"])
@@ -79,19 +78,25 @@ async def create_link(project_id: uuid.UUID, export_id: str, ctx: Ctx) -> dict[s
     return await service.create_download_link(ctx.platform.db, project_scope(ctx), export_id)
 
 
-def _stream(
-    platform: Platform, first: bytes, chunks: Iterator[bytes], project_id: uuid.UUID, blob_id: str
-) -> Iterator[bytes]:
-    try:
-        yield first
-        yield from chunks
-    finally:
-        # the link is spent: whether the download finished or the client went away, the
-        # bundle can never be fetched again, so it is not kept
-        if hasattr(chunks, "close"):
-            chunks.close()
-        with contextlib.suppress(BlobNotFoundError, BlobStoreError):
-            platform.blobs.delete(project_id, blob_id)
+def _stream(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from chunks
+
+
+class _SpentBundleResponse(StreamingResponse):
+    """The decrypted bundle, streamed; once the response is over (sent whole, the client gone,
+    or never even started) the bundle is deleted: its link is spent, it can never be fetched
+    again."""
+
+    def __init__(self, content: Iterator[bytes], forget: Callable[[], None], **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self._forget = forget
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.to_thread(self._forget)
 
 
 @router.get("/{export_id}/download")
@@ -146,8 +151,18 @@ async def download(
         "X-Content-Type-Options": "nosniff",
         "X-LabelVault-Bundle-SHA256": used["manifest"]["bundle"]["sha256"],
     }
-    return StreamingResponse(
-        _stream(ctx.platform, first, chunks, scope.project_id, used["blob_id"]),
+    platform, blob_id = ctx.platform, used["blob_id"]
+
+    def forget() -> None:
+        with contextlib.suppress(ValueError):  # still being read by a cancelled transfer
+            if hasattr(chunks, "close"):
+                chunks.close()
+        with contextlib.suppress(BlobNotFoundError, BlobStoreError):
+            platform.blobs.delete(scope.project_id, blob_id)
+
+    return _SpentBundleResponse(
+        _stream(first, chunks),
+        forget,
         media_type=CONTENT_TYPES[used["format"]],
         headers=headers,
     )
