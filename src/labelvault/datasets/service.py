@@ -404,9 +404,9 @@ async def import_items(
                     break
             await _finish(conn, cipher, scope, import_id, report)
     except BaseException:
-        # until the commit, anything can fail. The thread may still be preparing a batch (or
-        # waiting for the upload): it is not waited for; nothing of it is kept, and a blob it
-        # writes from now on is deleted as soon as it is written.
+        # until the commit, anything can fail. The thread may still be preparing a batch: it
+        # is not waited for; nothing of it is kept, and a blob it writes from now on is
+        # deleted as soon as it is written.
         if upcoming is not None:
             upcoming.cancel()
         if preparer is not None:
