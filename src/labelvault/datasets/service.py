@@ -11,7 +11,6 @@ content under the project's own dedup key, never a plain hash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import threading
@@ -32,7 +31,7 @@ from labelvault.db.runtime import RuntimeDatabase
 from labelvault.kernel.errors import InvalidInputError, LabelVaultError
 from labelvault.keys.service import KeyService
 from labelvault.keys.values import ProjectCipher, json_bytes, project_cipher
-from labelvault.storage import BlobStore
+from labelvault.storage import BlobStore, discard_blob
 
 BATCH = 2000
 STATISTICS_AFTER = 500  # items; refresh planner statistics after a larger import
@@ -486,5 +485,4 @@ def _next_batch(parsed: Iterable[ParsedItem | RowError], preparer: _Preparer) ->
 
 def _discard_blobs(blobs: BlobStore, scope: ProjectScope, blob_ids: list[str]) -> None:
     for blob_id in blob_ids:
-        with contextlib.suppress(LabelVaultError):
-            blobs.delete(scope.project_id, blob_id)
+        discard_blob(blobs, scope.project_id, blob_id)

@@ -43,7 +43,7 @@ from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import LabelVaultError
 from labelvault.keys.values import ProjectCipher, new_blob_id, project_cipher
 from labelvault.logs import get_logger
-from labelvault.storage import BlobNotFoundError
+from labelvault.storage import BlobNotFoundError, discard_blob
 
 if TYPE_CHECKING:
     from labelvault.platform import Platform
@@ -390,8 +390,7 @@ async def _ready(
 
 
 async def _discard(platform: Platform, project_id: uuid.UUID, blob_id: str) -> None:
-    with suppress(LabelVaultError):  # not written (yet), or the store is away
-        await asyncio.to_thread(platform.blobs.delete, project_id, blob_id)
+    await asyncio.to_thread(discard_blob, platform.blobs, project_id, blob_id)
 
 
 async def _failed(

@@ -108,13 +108,9 @@ class KeyService:
         return ring
 
     async def reload(self, scope: str) -> None:
-        """Load the scope's keyring afresh now (a value names a key version this process has
-        not seen: another process rotated within the cache's TTL)."""
-        await self._reload(scope)
-
-    async def _reload(self, scope: str) -> None:
-        """Replace the cached keyring by a fresh load (after a rotation or a retirement), so
-        ciphers that look the keyring up per operation move on to it at once."""
+        """Replace the cached keyring by a fresh load (after a rotation or a retirement, or a
+        value naming a key version this process has not seen yet), so ciphers that look the
+        keyring up per operation move on to it at once."""
         try:
             ring = await self._load(scope)
         except DataDestroyedError:
@@ -267,7 +263,7 @@ class KeyService:
             )
         if scope in self._rings:
             await self.flush_counts(scope)
-        await self._reload(scope)
+        await self.reload(scope)
         return version
 
     async def rotate_kek(self) -> tuple[int, int]:
@@ -347,7 +343,7 @@ class KeyService:
             )
             gone = sorted(r[0] for r in await cur.fetchall())
         if gone:
-            await self._reload(scope)
+            await self.reload(scope)
         return gone
 
     # -- shredding -----------------------------------------------------------------------------

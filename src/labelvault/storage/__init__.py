@@ -13,6 +13,7 @@ from labelvault.storage.base import (
     BlobStore,
     BlobStoreError,
     check_blob_id,
+    discard_blob,
 )
 from labelvault.storage.factory import BLOB_STORE_KINDS, make_blob_store
 from labelvault.storage.local import LocalBlobStore
@@ -24,5 +25,6 @@ __all__ = [
     "BlobStoreError",
     "LocalBlobStore",
     "check_blob_id",
+    "discard_blob",
     "make_blob_store",
 ]

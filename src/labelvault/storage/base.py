@@ -14,13 +14,19 @@ validated so they can never name a path or object outside it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from labelvault.kernel.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
+from labelvault.kernel.errors import (
+    InvalidInputError,
+    LabelVaultError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
 __all__ = [
     "BLOB_ID_PATTERN",
@@ -141,3 +147,10 @@ class BlobStore(Protocol):
     def list_ids(self, project_id: uuid.UUID) -> Iterator[str]:
         """Ids of the project's blobs (sorted; empty if the project has none)."""
         ...
+
+
+def discard_blob(blobs: BlobStore, project_id: uuid.UUID, blob_id: str) -> None:
+    """Delete a blob nothing needs any more, at best effort: one already gone, or a store that
+    cannot answer now, is left (an unreferenced ciphertext, never an error for the caller)."""
+    with contextlib.suppress(LabelVaultError):
+        blobs.delete(project_id, blob_id)

@@ -116,6 +116,17 @@ def with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+async def link(
+    client: httpx.AsyncClient, csrf: str, org_id: uuid.UUID, user_id: uuid.UUID, sub: str
+) -> httpx.Response:
+    """An org admin (signed in on ``client``) links the provider's ``sub`` to an account."""
+    return await client.post(
+        f"/api/v1/orgs/{org_id}/sso/identities",
+        headers={"x-csrf-token": csrf},
+        json={"user_id": str(user_id), "subject": sub},
+    )
+
+
 async def assert_no_session(client: httpx.AsyncClient, response: httpx.Response) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -355,17 +366,9 @@ async def test_invitation_only_refuses_unknown_until_an_admin_links_the_identity
     invited = await make_user(platform, org.id)
     async with server.client() as client:
         csrf = await sign_in(client, admin)
-        r = await client.post(
-            f"/api/v1/orgs/{org.id}/sso/identities",
-            headers={"x-csrf-token": csrf},
-            json={"user_id": str(invited.id), "subject": sub},
-        )
+        r = await link(client, csrf, org.id, invited.id, sub)
         assert r.status_code == 204, r.text
-        r = await client.post(
-            f"/api/v1/orgs/{org.id}/sso/identities",
-            headers={"x-csrf-token": csrf},
-            json={"user_id": str(admin.id), "subject": sub},
-        )
+        r = await link(client, csrf, org.id, admin.id, sub)
         assert r.status_code == 409, r.text
     async with server.client() as client:
         assert (await sso_login(client, org.id, sub)).status_code == 200
@@ -385,11 +388,7 @@ async def test_system_administrators_never_sign_in_through_an_org_provider(
     sub, _ = idp_user(provider)
     async with server.client() as client:
         csrf = await sign_in(client, admin)
-        r = await client.post(
-            f"/api/v1/orgs/{org.id}/sso/identities",
-            headers={"x-csrf-token": csrf},
-            json={"user_id": str(root.id), "subject": sub},
-        )
+        r = await link(client, csrf, org.id, root.id, sub)
         assert r.status_code == 403, r.text
         assert "system administrators" in r.json()["detail"]
     # a link made anyway (before this rule, or by hand in the database) does not sign anyone in

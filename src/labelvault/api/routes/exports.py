@@ -21,7 +21,7 @@ from labelvault.export import service
 from labelvault.export.formats import CONTENT_TYPES
 from labelvault.kernel.ids import parse_id
 from labelvault.keys.values import project_cipher
-from labelvault.storage import BlobNotFoundError, BlobStoreError
+from labelvault.storage import discard_blob
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/exports", tags=["exports"])
 Ctx = Annotated[RequestContext, Depends(authorize)]
@@ -157,8 +157,7 @@ async def download(
         with contextlib.suppress(ValueError):  # still being read by a cancelled transfer
             if hasattr(chunks, "close"):
                 chunks.close()
-        with contextlib.suppress(BlobNotFoundError, BlobStoreError):
-            platform.blobs.delete(scope.project_id, blob_id)
+        discard_blob(platform.blobs, scope.project_id, blob_id)
 
     return _SpentBundleResponse(
         _stream(first, chunks),
