@@ -137,3 +137,26 @@ async def test_totp_replay_expired_codes_and_recovery_codes(
     assert await second_factor(codes[0]) == 200
     assert await second_factor(codes[0]) == 401
     assert await second_factor(codes[1].upper().replace("-", " ")) == 200
+
+
+def test_pruning_old_failures_reads_only_what_it_deletes(db_target: DatabaseTarget) -> None:
+    """Each failure prunes the old ones: through the index on ``at``, not a scan of every
+    failure (a spraying attack would otherwise make each failure cost all the others)."""
+    from labelvault.auth.throttle import LOCK_WINDOW_SECONDS
+
+    with psycopg.connect(db_target.owner_dsn) as conn:  # rolled back at the end
+        conn.execute(
+            "INSERT INTO lv_control.auth_failures (key, at) SELECT 'spray:' || g, now() - "
+            "make_interval(secs => g % 3600) FROM generate_series(1, 50000) g"
+        )
+        conn.execute("ANALYZE lv_control.auth_failures")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN DELETE FROM lv_control.auth_failures "
+                "WHERE at < now() - make_interval(secs => %s)",
+                [LOCK_WINDOW_SECONDS * 2],
+            ).fetchall()
+        )
+        conn.rollback()
+    assert "auth_failures_at_idx" in plan, plan
