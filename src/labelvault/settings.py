@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=12, ge=1)
+    # how long a built export bundle waits for its download; then it expires and is deleted
+    export_retention_hours: int = Field(default=72, ge=1, le=24 * 30)
 
     @model_validator(mode="before")
     @classmethod

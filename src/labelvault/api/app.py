@@ -17,6 +17,7 @@ from labelvault.api.routes import ROUTERS
 from labelvault.api.security import ACCESS_ATTR, RouteDeclarationError
 from labelvault.audit.checkpointer import run_periodically
 from labelvault.audit.sealer import run_sealer
+from labelvault.export.expiry import run_sweeper
 from labelvault.jobs.worker import WorkerOptions, run_worker
 from labelvault.platform import Platform
 from labelvault.web import install_web
@@ -52,8 +53,8 @@ def create_app(
     platform: Platform, *, manage_lifecycle: bool = True, primary: bool = True
 ) -> FastAPI:
     """The application. Every server process seals the audit events it appended; only the
-    ``primary`` one (the only one, unless ``serve`` runs several workers) signs checkpoints and
-    runs the in-process job worker."""
+    ``primary`` one (the only one, unless ``serve`` runs several workers) signs checkpoints,
+    sweeps expired export bundles and runs the in-process job worker."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +69,9 @@ def create_app(
         if primary:
             background.append(
                 asyncio.create_task(run_periodically(platform, stop), name="checkpoints")
+            )
+            background.append(
+                asyncio.create_task(run_sweeper(platform, stop), name="export-sweeper")
             )
         if primary and platform.target.embedded is not None:  # one command does all
             # the standard queue only: dedicated queues belong to dedicated workers

@@ -1,5 +1,6 @@
 """``labelvault export status --project P [--export E]``: the exports of a project and their
-progress, read by the operator (states, counts, manifest hashes; never content)."""
+progress, read by the operator (states, counts, manifest hashes; never content).
+``labelvault export sweep``: expire old bundles now."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from labelvault.export import service
 from labelvault.kernel.ids import parse_id
 from labelvault.platform import Platform
 
-export_app = typer.Typer(no_args_is_help=True, help="Exports: state and progress.")
+export_app = typer.Typer(no_args_is_help=True, help="Exports: state and progress, retention.")
 
 
 @export_app.command("status")
@@ -50,3 +51,27 @@ def status(
             f"records={r['item_count'] if r['item_count'] is not None else '-'}  "
             f"manifest={r['manifest_sha256'] or '-'}"
         )
+
+
+@export_app.command("sweep")
+def sweep(
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="data directory (LABELVAULT_DATA_DIR)"
+    ),
+) -> None:
+    """Expire the ready exports past their retention and delete the bundles nothing needs,
+    now (the server does it every 10 minutes)."""
+    from labelvault.export.expiry import sweep_all
+
+    settings = settings_or_fail(data_dir=data_dir)
+    results = with_platform(settings, sweep_all)
+    for r in results:
+        if r.expired or r.bundles_deleted or r.bundles_left:
+            typer.echo(
+                f"{r.project_id}: {r.expired} expired, {r.bundles_deleted} bundle(s) deleted, "
+                f"{r.bundles_left} left for the next sweep"
+            )
+    typer.echo(
+        f"{sum(r.expired for r in results)} export(s) expired, "
+        f"{sum(r.bundles_deleted for r in results)} bundle(s) deleted"
+    )

@@ -296,7 +296,8 @@ class AuditPage:
 @dataclass(frozen=True, slots=True)
 class Export:
     """An export request. ``state``: pending_approval, approved, building, ready, downloaded,
-    rejected or failed; ``raw`` holds every field the server sent (manifest, times...)."""
+    rejected, failed or expired (a ready bundle not downloaded in time); ``raw`` holds every
+    field the server sent (manifest, ``expires_at``, times...)."""
 
     export_id: uuid.UUID
     state: str
@@ -317,7 +318,7 @@ class Export:
 
     @property
     def finished(self) -> bool:
-        """Nothing more will happen to it (ready, downloaded, rejected or failed)."""
+        """Nothing more will happen to it (ready, downloaded, rejected, failed or expired)."""
         return self.ready or self.failed or self.state == "downloaded"
 
     @classmethod

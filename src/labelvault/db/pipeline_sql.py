@@ -578,3 +578,11 @@ ALTER TABLE {s}.imports ADD COLUMN report bytea;
 CREATE POLICY imports_reseal ON {s}.imports FOR UPDATE TO {r}
   USING ((SELECT {s}.lv_role()) = 'system') WITH CHECK ((SELECT {s}.lv_role()) = 'system');
 """
+
+# Step 8: a built bundle is kept for a limited time. A ready export records when its bundle
+# expires; the platform's sweep then marks it expired and deletes the bundle (and deletes the
+# bundles that downloads, failures and earlier expiries left behind, clearing blob_id).
+EXPORT_EXPIRY_STEP = r"""
+ALTER TABLE {s}.exports ADD COLUMN expires_at timestamptz;
+CREATE INDEX exports_expiry_idx ON {s}.exports (expires_at) WHERE state = 'ready';
+"""

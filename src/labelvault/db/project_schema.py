@@ -20,6 +20,7 @@ from labelvault.db.audit_sql import project_audit_sql
 from labelvault.db.names import CONTROL_SCHEMA, MIGRATION_LOCK_KEY, OWNER_ROLE, RUNTIME_ROLE
 from labelvault.db.pipeline_sql import (
     CLAIM_STEP,
+    EXPORT_EXPIRY_STEP,
     IMPORT_REPORT_STEP,
     INTEGRITY_STEP,
     PIPELINE_STEP,
@@ -111,6 +112,7 @@ PROJECT_STEPS: list[str] = [
     POLICY_FUNCTIONS_STEP,
     INTEGRITY_STEP,
     IMPORT_REPORT_STEP,
+    EXPORT_EXPIRY_STEP,
 ]
 
 

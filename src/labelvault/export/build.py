@@ -363,8 +363,15 @@ async def _ready(
     async with platform.db.project_tx(project_id, SYSTEM) as conn:
         cur = await conn.execute(
             "UPDATE exports SET state = 'ready', item_count = %s, manifest = %s, "
-            "updated_at = now() WHERE id = %s AND state = 'building' AND blob_id = %s",
-            [stats.records, Jsonb(manifest), export_id, blob_id],
+            "expires_at = now() + make_interval(hours => %s), updated_at = now() "
+            "WHERE id = %s AND state = 'building' AND blob_id = %s",
+            [
+                stats.records,
+                Jsonb(manifest),
+                platform.settings.export_retention_hours,
+                export_id,
+                blob_id,
+            ],
         )
         if cur.rowcount != 1:
             return False
@@ -384,6 +391,7 @@ async def _ready(
                 "bundle_sha256": manifest["bundle"]["sha256"],
                 "records_sha256": manifest["records_sha256"],
                 "manifest_sha256": digest,
+                "retention_hours": platform.settings.export_retention_hours,
             },
         )
     return True

@@ -48,8 +48,8 @@ FORMATS = ("jsonl", "csv", "parquet", "coco")
 LINK_MINUTES = 10
 _COLUMNS = (
     "id, requested_by, format, only_accepted, state, approved_by, decided_at, "
-    "item_count, manifest, download_expires_at, downloaded_at, error, created_at, "
-    "updated_at"
+    "item_count, manifest, download_expires_at, downloaded_at, error, expires_at, "
+    "created_at, updated_at"
 )
 
 
@@ -84,6 +84,8 @@ def export_view(row: dict[str, Any]) -> dict[str, Any]:
             row["download_expires_at"].isoformat() if row["download_expires_at"] else None
         ),
         "downloaded_at": row["downloaded_at"].isoformat() if row["downloaded_at"] else None,
+        # a ready export's bundle is deleted then, downloaded or not
+        "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
         "error": row["error"],
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
@@ -142,7 +144,8 @@ async def request_export(
 async def _locked(conn: Any, export_id: uuid.UUID) -> dict[str, Any]:
     cur = await conn.cursor(row_factory=dict_row).execute(
         f"SELECT {_COLUMNS}, download_token_hash, blob_id, "
-        "download_expires_at <= now() AS link_expired FROM exports WHERE id = %s FOR UPDATE",
+        "download_expires_at <= now() AS link_expired, expires_at <= now() AS bundle_expired "
+        "FROM exports WHERE id = %s FOR UPDATE",
         [export_id],
     )
     row: dict[str, Any] | None = await cur.fetchone()
@@ -245,6 +248,12 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _not_expired(row: dict[str, Any]) -> None:
+    """410 for an export whose bundle is past its time (expired, or about to be swept)."""
+    if row["state"] == "expired" or (row["state"] == "ready" and row["bundle_expired"]):
+        raise GoneError("this export has expired and its bundle is deleted; request a new export")
+
+
 def _requester_only(scope: ProjectScope, row: dict[str, Any]) -> None:
     if row["requested_by"] != scope.user_id:
         raise PermissionDeniedError("only the person who requested this export can download it")
@@ -260,6 +269,7 @@ async def create_download_link(
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         row = await _locked(conn, eid)
         _requester_only(scope, row)
+        _not_expired(row)
         if row["state"] != "ready":
             raise ConflictError(f"this export is {row['state']}: only a ready export has a link")
         cur = await conn.execute(
@@ -307,6 +317,7 @@ async def consume_download(
         _requester_only(scope, row)
         if row["state"] == "downloaded":
             raise GoneError("this export has already been downloaded; request a new export")
+        _not_expired(row)
         if row["state"] != "ready":
             raise ConflictError(f"this export is {row['state']}, not ready")
         stored = row["download_token_hash"]

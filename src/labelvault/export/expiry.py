@@ -1,0 +1,132 @@
+"""Export bundles are kept only as long as they are needed.
+
+A built bundle waits ``export_retention_hours`` (``expires_at``) for its download. The sweep,
+per project in the platform's own context:
+
+1. marks each ready export past ``expires_at`` ``expired`` (its link dies with it), audited as
+   ``export.expired``, in one transaction;
+2. deletes the bundles that no export needs any more: those just expired, and those that
+   downloads, failures and earlier sweeps left behind when their deletion failed (the store
+   was away). ``blob_id`` is cleared once the bundle is gone, so each is deleted once.
+
+A downloaded bundle is deleted by its download as soon as the response ends; the sweep only
+takes those older than ``DOWNLOAD_GRACE`` (a slow download may still be reading its bundle).
+The primary server process runs :func:`run_sweeper`; ``labelvault export sweep`` runs one
+sweep by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from labelvault.audit.record import audit_project
+from labelvault.export.build import SYSTEM
+from labelvault.kernel.actor import Actor
+from labelvault.kernel.errors import LabelVaultError
+from labelvault.logs import get_logger
+from labelvault.storage import BlobNotFoundError
+from labelvault.tenancy.service import list_projects
+
+if TYPE_CHECKING:
+    from labelvault.platform import Platform
+
+log = get_logger(__name__)
+SWEEPER = Actor.system("export-sweeper")
+SWEEP_SECONDS = 600.0
+DOWNLOAD_GRACE = "1 day"
+# final states whose bundle nothing needs; a building export's blob belongs to its build
+_DONE = ("expired", "downloaded", "failed", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    project_id: uuid.UUID
+    expired: int  # exports that expired in this sweep
+    bundles_deleted: int
+    bundles_left: int  # the store could not delete them now: the next sweep tries again
+
+
+async def sweep_project(platform: Platform, project_id: uuid.UUID) -> SweepResult:
+    """Expire the project's ready exports past their time, then delete unneeded bundles."""
+    async with platform.db.project_tx(project_id, SYSTEM) as conn:
+        cur = await conn.execute(
+            "UPDATE exports SET state = 'expired', download_token_hash = NULL, "
+            "download_expires_at = NULL, updated_at = now() "
+            "WHERE state = 'ready' AND expires_at <= now() RETURNING id, expires_at"
+        )
+        expired = await cur.fetchall()
+        for export_id, expires_at in expired:
+            await audit_project(
+                conn,
+                SWEEPER,
+                "export.expired",
+                resource_type="export",
+                resource_id=export_id,
+                project_id=project_id,
+                details={"expires_at": expires_at.isoformat()},
+            )
+    async with platform.db.project_tx(project_id, SYSTEM) as conn:
+        cur = await conn.execute(
+            "SELECT id, blob_id FROM exports WHERE blob_id IS NOT NULL AND state = ANY(%s) "
+            "AND (state <> 'downloaded' OR downloaded_at < now() - %s::interval)",
+            [list(_DONE), DOWNLOAD_GRACE],
+        )
+        leftovers = await cur.fetchall()
+    gone: list[uuid.UUID] = []
+    for export_id, blob_id in leftovers:
+        if await asyncio.to_thread(_delete, platform, project_id, blob_id):
+            gone.append(export_id)
+    if gone:
+        async with platform.db.project_tx(project_id, SYSTEM) as conn:
+            await conn.execute(
+                "UPDATE exports SET blob_id = NULL WHERE id = ANY(%s) AND state = ANY(%s)",
+                [gone, list(_DONE)],
+            )
+    return SweepResult(project_id, len(expired), len(gone), len(leftovers) - len(gone))
+
+
+def _delete(platform: Platform, project_id: uuid.UUID, blob_id: str) -> bool:
+    """True once the bundle is gone (deleted now, or already)."""
+    try:
+        platform.blobs.delete(project_id, blob_id)
+    except BlobNotFoundError:
+        return True
+    except LabelVaultError as exc:
+        log.warning("export bundle not deleted", project_id=str(project_id), error=exc.code)
+        return False
+    return True
+
+
+async def sweep_all(platform: Platform) -> list[SweepResult]:
+    """Sweep every active project; one that fails is logged and the others go on."""
+    results: list[SweepResult] = []
+    for project in await list_projects(platform.db, SWEEPER):
+        try:
+            results.append(await sweep_project(platform, project.id))
+        except Exception as exc:
+            log.error(
+                "export sweep failed", project_id=str(project.id), error_type=type(exc).__name__
+            )
+    return results
+
+
+async def run_sweeper(
+    platform: Platform, stop_event: asyncio.Event, interval: float = SWEEP_SECONDS
+) -> None:
+    """Sweep every ``interval`` seconds until ``stop_event`` is set (the primary server)."""
+    delay = random.uniform(0, min(interval, 60.0))  # noqa: S311 - jitter, not security
+    while not stop_event.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), timeout=delay)
+        if stop_event.is_set():
+            break
+        try:
+            await sweep_all(platform)
+        except Exception as exc:  # the database is away for a moment: next time
+            log.error("export sweep failed", error_type=type(exc).__name__)
+        delay = interval
