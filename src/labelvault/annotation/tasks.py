@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, LiteralString
+from typing import Any, Final, LiteralString
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -27,7 +27,12 @@ from labelvault.annotation.settings import (
 )
 from labelvault.audit.record import audit_project, build_event, project_append
 from labelvault.db.runtime import RuntimeDatabase, Statement, commit_with
-from labelvault.kernel.errors import ConflictError, InvalidInputError, NotFoundError
+from labelvault.kernel.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from labelvault.kernel.ids import parse_id
 from labelvault.keys.service import KeyService
 from labelvault.keys.values import ProjectCipher, project_cipher
@@ -65,8 +70,11 @@ class TaskView:
     review_comment: str | None = None
 
 
+# an annotation its annotator may still revise (and so reopen its task to see the content)
+REVISABLE: Final = ("submitted", "in_review", "rejected")
 _VIEW: LiteralString = (
-    "SELECT t.id AS task_id, t.item_id, t.lease_expires_at, i.kind, i.content, i.width, "
+    "SELECT t.id AS task_id, t.item_id, t.state AS task_state, t.lease_expires_at, i.kind, "
+    "i.content, i.width, "
     "i.height, a.id AS annotation_id, a.result, a.state AS annotation_state, "
     "v.id AS review_id, v.comment "
     "FROM tasks t JOIN items i ON i.id = t.item_id "
@@ -88,6 +96,13 @@ async def _task_view(
     row = await cur.fetchone()
     if row is None:
         raise NotFoundError("task not found")
+    # content is served one task at a time: the one held now, or one whose answer may still
+    # change; never one waiting in the queue, nor one whose answer has been decided
+    if row["task_state"] != "leased" and row["annotation_state"] not in REVISABLE:
+        raise PermissionDeniedError(
+            "this task is not open to you: its answer has been decided, or it is not yet yours "
+            "to work on (ask for your next task)"
+        )
     return _view_of(row, cipher, settings)
 
 
@@ -153,7 +168,8 @@ async def next_task(db: RuntimeDatabase, keys: KeyService, scope: ProjectScope) 
 async def get_task(
     db: RuntimeDatabase, keys: KeyService, scope: ProjectScope, task_id: str | uuid.UUID
 ) -> TaskView:
-    """Reopen one of the annotator's own tasks (to revise an answer not yet decided)."""
+    """Reopen one of the annotator's own tasks: the one they hold, or one whose answer they may
+    still revise (403 for the others: decided, or assigned but not yet served)."""
     tid = parse_id(task_id, what="task")
     cipher = await project_cipher(keys, scope.project_id)
     async with db.project_tx(scope.project_id, scope.context()) as conn:
@@ -249,7 +265,7 @@ async def submit(
             }
         # a revision (until the annotation is decided, or after a rejection)
         annotation_id = row["annotation_id"]
-        if row["annotation_state"] not in ("submitted", "in_review", "rejected"):
+        if row["annotation_state"] not in REVISABLE:
             raise ConflictError("this annotation has been reviewed and can no longer change")
         version = row["version"] + 1
         cur2 = await conn.execute(
@@ -420,7 +436,7 @@ async def history(
             "state": r["state"],
             "version": r["version"],
             "updated_at": r["updated_at"],
-            "editable": r["state"] in ("submitted", "in_review", "rejected"),
+            "editable": r["state"] in REVISABLE,
             "result": cipher.decrypt_json("annotations", r["id"], "result", bytes(r["result"])),
         }
         for r in rows

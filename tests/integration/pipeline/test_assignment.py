@@ -8,6 +8,9 @@ import json
 
 from tests.integration.pipeline.conftest import Team
 
+from labelvault.db.context import ProjectContext
+from labelvault.platform import Platform
+
 
 def _jsonl(texts: list[str]) -> bytes:
     return "".join(json.dumps({"text": t}) + "\n" for t in texts).encode()
@@ -29,7 +32,7 @@ async def _drain(client, team: Team) -> list[str]:  # type: ignore[no-untyped-de
         assert r.status_code == 200, r.text
 
 
-async def test_assignment_and_skips(team: Team) -> None:
+async def test_assignment_and_skips(team: Team, platform: Platform) -> None:
     manager, owner = team.clients["manager"], team.clients["data_owner"]
     a1, a2 = team.clients["annotator"], team.clients["annotator2"]
     r = await manager.put(team.url("/settings"), json={"auto_distribution": False})
@@ -46,6 +49,14 @@ async def test_assignment_and_skips(team: Team) -> None:
     r = await manager.post(team.url("/assignments"), json=assign("annotator", 2))
     assert r.status_code == 200 and r.json() == {"assigned": 2}, r.text
     assert (await a2.post(team.url("/tasks/next"))).status_code == 204  # a1's, not a2's
+    # assigned is not served: content comes one task at a time, through next-task only
+    async with platform.db.project_tx(team.project_id, ProjectContext(None, "system")) as conn:
+        cur = await conn.execute("SELECT id FROM tasks WHERE state = 'assigned'")
+        assigned = [str(row[0]) for row in await cur.fetchall()]
+    assert len(assigned) == 2
+    for task_id in assigned:
+        r = await a1.get(team.url(f"/tasks/{task_id}"))
+        assert r.status_code == 403, r.text
 
     # a1 skips the first: it goes back to the manager, not into a pool
     task = (await a1.post(team.url("/tasks/next"))).json()

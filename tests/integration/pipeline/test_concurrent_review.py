@@ -39,8 +39,9 @@ async def test_revising_while_the_reviewer_decides(team: Team) -> None:
         # first: the annotation is reviewed and can no longer change
         assert outcome in ((200, 200), (409, 200)), (revised.text, decided.text)
         outcomes[outcome] += 1
-        final = (await annotator.get(team.url(f"/tasks/{task['task_id']}"))).json()
-        assert final["annotation_state"] == "accepted", final
+        mine = (await annotator.get(team.url("/my/annotations"), params={"limit": 1})).json()
+        final = mine[0]
+        assert final["task_id"] == task["task_id"] and final["state"] == "accepted", final
         if outcome == (409, 200):
-            assert final["annotation"] == {"labels": ["spam"]}
+            assert final["result"] == {"labels": ["spam"]}
     assert sum(outcomes.values()) == ROUNDS

@@ -98,6 +98,9 @@ async def test_rejection_goes_back_to_the_annotator_with_the_comment(
         json={"decision": "reject", "comment": "it is ham"},
     )
     assert r.status_code == 200
+    # rejected, its annotator may reopen it to revise the answer
+    r = await a1.get(team.url(f"/tasks/{task['task_id']}"))
+    assert r.status_code == 200 and r.json()["review_comment"] == "it is ham"
     # handed back, it stays its annotator's: it cannot be skipped into the pool, and after its
     # lease runs out nobody else is handed it
     r = await a1.post(team.url(f"/tasks/{task['task_id']}/skip"))
@@ -125,11 +128,16 @@ async def test_rejection_goes_back_to_the_annotator_with_the_comment(
         json={"decision": "correct", "result": {"labels": ["spam"]}},
     )
     assert r.status_code == 200
-    # decided: the annotator can no longer change it
+    # decided: the annotator can no longer change it, nor reopen it to read the content again
     r = await a1.post(
         team.url(f"/tasks/{task['task_id']}/annotation"), json={"result": {"labels": ["ham"]}}
     )
     assert r.status_code == 409
+    r = await a1.get(team.url(f"/tasks/{task['task_id']}"))
+    assert r.status_code == 403 and "decided" in r.json()["detail"]
+    assert "just one line" not in r.text
+    r = await a1.get(team.url("/my/annotations"))
+    assert [row["editable"] for row in r.json()] == [False]
 
 
 async def test_invalid_results_name_the_field(team: Team) -> None:
