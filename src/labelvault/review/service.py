@@ -17,7 +17,12 @@ from labelvault.annotation.label_schema import validate_result
 from labelvault.annotation.settings import read_settings
 from labelvault.audit.record import audit_project
 from labelvault.db.runtime import RuntimeDatabase
-from labelvault.kernel.errors import ConflictError, InvalidInputError, NotFoundError
+from labelvault.kernel.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from labelvault.kernel.ids import parse_id
 from labelvault.keys.service import KeyService
 from labelvault.keys.values import project_cipher
@@ -56,7 +61,8 @@ async def get_review(
     scope: ProjectScope,
     review_id: str | uuid.UUID | None = None,
 ) -> dict[str, Any] | None:
-    """One review with its content and the annotation (the oldest pending one if no id)."""
+    """One review of the reviewer's queue with its content and the annotation (the oldest
+    pending one if no id); a decided review answers 403."""
     cipher = await project_cipher(keys, scope.project_id)
     async with db.project_tx(scope.project_id, scope.context()) as conn:
         settings = await read_settings(conn)
@@ -80,6 +86,10 @@ async def get_review(
             if review_id is None:
                 return None
             raise NotFoundError("review not found")
+        if row["state"] != "pending":  # out of the queue: its content is not shown again
+            raise PermissionDeniedError(
+                f"this review is {row['state']}: only reviews waiting in your queue are shown"
+            )
         await audit_project(
             conn,
             scope.actor,

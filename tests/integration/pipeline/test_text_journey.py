@@ -62,6 +62,14 @@ async def test_import_annotate_review_aggregate(team: Team) -> None:
         team.url(f"/reviews/{review['review_id']}/decision"), json={"decision": "accept"}
     )
     assert r.status_code == 409
+    # decided, it has left the queue: its content is not shown again
+    r = await reviewer.get(team.url(f"/reviews/{review['review_id']}"))
+    assert r.status_code == 403 and "accepted" in r.json()["detail"], r.text
+    assert "message number" not in r.text
+    pending = queue[-1]["review_id"]
+    assert pending != review["review_id"]
+    r = await reviewer.get(team.url(f"/reviews/{pending}"))
+    assert r.status_code == 200 and r.json()["content"]["text"].startswith("message number")
 
     stats = (await manager.get(team.url("/aggregates"))).json()
     assert stats["items"] == 6
