@@ -13,12 +13,13 @@ from pydantic import ValidationError
 
 from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import LabelVaultError
-from labelvault.logs import configure_logging, redact_text
+from labelvault.logs import configure_logging, get_logger, redact_text
 from labelvault.platform import Platform, prepare_database
 from labelvault.settings import Settings, load_settings
 
 T = TypeVar("T")
 OPERATOR = Actor.system("cli")
+log = get_logger(__name__)
 
 
 def _runtime_dir() -> None:
@@ -57,6 +58,17 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         fail("interrupted", 130)
 
 
+async def _seal(platform: Platform) -> None:
+    """Chain the audit events this command wrote before it exits: no server knows of the
+    projects it wrote to, and its events would wait for the next checkpoint or read."""
+    from labelvault.audit.sealer import seal_pending
+
+    try:
+        await asyncio.wait_for(seal_pending(platform.db), timeout=30)
+    except Exception as exc:  # the command's own outcome stands; a later seal chains them
+        log.warning("audit events left for a later seal", error=type(exc).__name__)
+
+
 def with_platform(
     settings: Settings, fn: Callable[[Platform], Awaitable[T]], *, migrate: bool = True
 ) -> T:
@@ -71,6 +83,7 @@ def with_platform(
         try:
             return await fn(platform)
         finally:
+            await _seal(platform)
             await platform.close()
 
     return run(go)

@@ -10,12 +10,15 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from tests.integration.foundation.foundation_cli import LABELVAULT, cli_env, run
 from tests.integration.sdk.sdk_support import SdkTeam, build_sdk_team
 from tests.support.platform import ServerThread
 
+from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.db.context import ProjectContext
+from labelvault.db.names import project_schema
 from labelvault.platform import Platform
 from labelvault.settings import Settings
 
@@ -120,7 +123,7 @@ async def test_sigkill_mid_import_leaves_nothing_then_rerun_completes(
 
 
 async def test_local_import_reports_and_fails_with_one_line(
-    team: SdkTeam, platform: Platform, settings: Settings, tmp_path: Path
+    team: SdkTeam, platform: Platform, settings: Settings, db_target: DatabaseTarget, tmp_path: Path
 ) -> None:
     pid = str(team.project_id)
     env = _env(settings)
@@ -148,6 +151,16 @@ async def test_local_import_reports_and_fails_with_one_line(
     assert skipped.returncode == 0, skipped.output
     assert "2: " in skipped.stdout and "3: " in skipped.stdout  # first errors by line
     assert sum((await _counts(platform, team.project_id)).values()) == 4
+    # the command chained the audit events it wrote before it exited (no server knew of them)
+    with psycopg.connect(db_target.owner_dsn) as conn:
+        schema = project_schema(team.project_id)
+        pending = conn.execute(f"SELECT count(*) FROM {schema}.audit_pending").fetchone()
+        imports = conn.execute(
+            f"SELECT count(*) FROM {schema}.audit_events "
+            "WHERE convert_from(body, 'UTF8')::jsonb ->> 'action' = 'item.import'"
+        ).fetchone()
+    assert pending == (0,)
+    assert imports is not None and imports[0] >= 2
 
 
 async def test_remote_import_and_commands(
