@@ -73,8 +73,8 @@ class TaskView:
 # an annotation its annotator may still revise (and so reopen its task to see the content)
 REVISABLE: Final = ("submitted", "in_review", "rejected")
 _VIEW: LiteralString = (
-    "SELECT t.id AS task_id, t.item_id, t.state AS task_state, t.lease_expires_at, i.kind, "
-    "i.content, i.width, "
+    "SELECT t.id AS task_id, t.item_id, t.state AS task_state, t.lease_expires_at, "
+    "t.lease_expires_at > now() AS lease_live, i.kind, i.content, i.width, "
     "i.height, a.id AS annotation_id, a.result, a.state AS annotation_state, "
     "v.id AS review_id, v.comment "
     "FROM tasks t JOIN items i ON i.id = t.item_id "
@@ -98,10 +98,11 @@ async def _task_view(
         raise NotFoundError("task not found")
     # content is served one task at a time: the one held now, or one whose answer may still
     # change; never one waiting in the queue, nor one whose answer has been decided
-    if row["task_state"] != "leased" and row["annotation_state"] not in REVISABLE:
+    held = row["task_state"] == "leased" and row["lease_live"]
+    if not held and row["annotation_state"] not in REVISABLE:
         raise PermissionDeniedError(
-            "this task is not open to you: its answer has been decided, or it is not yet yours "
-            "to work on (ask for your next task)"
+            "this task is not open to you: its answer has been decided, its lease has run out, "
+            "or it is not yet yours to work on (ask for your next task)"
         )
     return _view_of(row, cipher, settings)
 

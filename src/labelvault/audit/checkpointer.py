@@ -68,6 +68,7 @@ READ_BATCH: Final = 50_000
 _INT8X2: Final = struct.Struct(">qq")
 
 log = get_logger(__name__)
+_jitter = random.Random()  # noqa: S311 - spreads servers out; not security, not global state
 
 
 class ChainBrokenError(Exception):
@@ -360,7 +361,7 @@ async def run_periodically(platform: Platform, stop_event: asyncio.Event) -> Non
     """
     interval = float(platform.settings.audit_checkpoint_interval_s)
     # spread servers that started together
-    delay = random.uniform(0, min(interval, 30.0))  # noqa: S311 - jitter, not security
+    delay = _jitter.uniform(0, min(interval, 30.0))
     while not stop_event.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop_event.wait(), timeout=delay)

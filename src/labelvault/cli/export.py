@@ -50,6 +50,7 @@ def status(
             f"{r['export_id']}  {r['format']:<8} {r['state']:<17} "
             f"records={r['item_count'] if r['item_count'] is not None else '-'}  "
             f"manifest={r['manifest_sha256'] or '-'}"
+            + (f"  until={r['expires_at']}" if r["state"] == "ready" and r["expires_at"] else "")
         )
 
 
@@ -60,7 +61,7 @@ def sweep(
     ),
 ) -> None:
     """Expire the ready exports past their retention and delete the bundles nothing needs,
-    now (the server does it every 10 minutes)."""
+    now (the server does it every hour)."""
     from labelvault.export.expiry import sweep_all
 
     settings = settings_or_fail(data_dir=data_dir)
@@ -73,5 +74,6 @@ def sweep(
             )
     typer.echo(
         f"{sum(r.expired for r in results)} export(s) expired, "
-        f"{sum(r.bundles_deleted for r in results)} bundle(s) deleted"
+        f"{sum(r.bundles_deleted for r in results)} bundle(s) deleted, "
+        f"{sum(r.bundles_left for r in results)} left for the next sweep"
     )

@@ -64,7 +64,7 @@ async def _seal(platform: Platform) -> None:
     from labelvault.audit.sealer import seal_pending
 
     try:
-        await asyncio.wait_for(seal_pending(platform.db), timeout=30)
+        await asyncio.wait_for(seal_pending(platform.db), timeout=10)
     except Exception as exc:  # the command's own outcome stands; a later seal chains them
         log.warning("audit events left for a later seal", error=type(exc).__name__)
 

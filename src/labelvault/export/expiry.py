@@ -11,7 +11,7 @@ per project in the platform's own context:
 
 A downloaded bundle is deleted by its download as soon as the response ends; the sweep only
 takes those older than ``DOWNLOAD_GRACE`` (a slow download may still be reading its bundle).
-The primary server process runs :func:`run_sweeper`; ``labelvault export sweep`` runs one
+The primary server process runs :func:`run_sweeper` (hourly); ``labelvault export sweep`` runs one
 sweep by hand.
 """
 
@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 SWEEPER = Actor.system("export-sweeper")
-SWEEP_SECONDS = 600.0
+# hourly: retention is counted in hours, and each sweep opens every project's pool
+SWEEP_SECONDS = 3600.0
+_jitter = random.Random()  # noqa: S311 - spreads servers out; not security, not global state
 DOWNLOAD_GRACE = "1 day"
 # final states whose bundle nothing needs; a building export's blob belongs to its build
 _DONE = ("expired", "downloaded", "failed", "rejected")
@@ -53,7 +55,15 @@ class SweepResult:
 
 async def sweep_project(platform: Platform, project_id: uuid.UUID) -> SweepResult:
     """Expire the project's ready exports past their time, then delete unneeded bundles."""
-    async with platform.db.project_tx(project_id, SYSTEM) as conn:
+    hours = platform.settings.export_retention_hours
+    # nothing is marked for the sealer unless an event was written (most sweeps write none)
+    async with platform.db.project_tx(project_id, SYSTEM, mark_dirty=False) as conn:
+        # exports that were ready before expiry existed get their full time from now
+        await conn.execute(
+            "UPDATE exports SET expires_at = now() + make_interval(hours => %s) "
+            "WHERE state = 'ready' AND expires_at IS NULL",
+            [hours],
+        )
         cur = await conn.execute(
             "UPDATE exports SET state = 'expired', download_token_hash = NULL, "
             "download_expires_at = NULL, updated_at = now() "
@@ -70,23 +80,25 @@ async def sweep_project(platform: Platform, project_id: uuid.UUID) -> SweepResul
                 project_id=project_id,
                 details={"expires_at": expires_at.isoformat()},
             )
-    async with platform.db.project_tx(project_id, SYSTEM) as conn:
+    if expired:
+        platform.db.mark_dirty(project_id)
+    # each bundle is deleted under its row's lock, and blob_id cleared in that transaction: a
+    # key rotation re-encrypting the same bundle (it locks the row too) cannot write it back
+    # after the delete; rows locked by someone else wait for the next sweep
+    async with platform.db.project_tx(project_id, SYSTEM, mark_dirty=False) as conn:
         cur = await conn.execute(
             "SELECT id, blob_id FROM exports WHERE blob_id IS NOT NULL AND state = ANY(%s) "
-            "AND (state <> 'downloaded' OR downloaded_at < now() - %s::interval)",
+            "AND (state <> 'downloaded' OR downloaded_at < now() - %s::interval) "
+            "FOR UPDATE SKIP LOCKED",
             [list(_DONE), DOWNLOAD_GRACE],
         )
         leftovers = await cur.fetchall()
-    gone: list[uuid.UUID] = []
-    for export_id, blob_id in leftovers:
-        if await asyncio.to_thread(_delete, platform, project_id, blob_id):
-            gone.append(export_id)
-    if gone:
-        async with platform.db.project_tx(project_id, SYSTEM) as conn:
-            await conn.execute(
-                "UPDATE exports SET blob_id = NULL WHERE id = ANY(%s) AND state = ANY(%s)",
-                [gone, list(_DONE)],
-            )
+        gone: list[uuid.UUID] = []
+        for export_id, blob_id in leftovers:
+            if await asyncio.to_thread(_delete, platform, project_id, blob_id):
+                gone.append(export_id)
+        if gone:
+            await conn.execute("UPDATE exports SET blob_id = NULL WHERE id = ANY(%s)", [gone])
     return SweepResult(project_id, len(expired), len(gone), len(leftovers) - len(gone))
 
 
@@ -102,10 +114,15 @@ def _delete(platform: Platform, project_id: uuid.UUID, blob_id: str) -> bool:
     return True
 
 
-async def sweep_all(platform: Platform) -> list[SweepResult]:
-    """Sweep every active project; one that fails is logged and the others go on."""
+async def sweep_all(
+    platform: Platform, stop_event: asyncio.Event | None = None
+) -> list[SweepResult]:
+    """Sweep every active project (until ``stop_event`` is set); one that fails is logged and
+    the others go on."""
     results: list[SweepResult] = []
     for project in await list_projects(platform.db, SWEEPER):
+        if stop_event is not None and stop_event.is_set():
+            break
         try:
             results.append(await sweep_project(platform, project.id))
         except Exception as exc:
@@ -119,14 +136,14 @@ async def run_sweeper(
     platform: Platform, stop_event: asyncio.Event, interval: float = SWEEP_SECONDS
 ) -> None:
     """Sweep every ``interval`` seconds until ``stop_event`` is set (the primary server)."""
-    delay = random.uniform(0, min(interval, 60.0))  # noqa: S311 - jitter, not security
+    delay = _jitter.uniform(0, min(interval, 60.0))
     while not stop_event.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop_event.wait(), timeout=delay)
         if stop_event.is_set():
             break
         try:
-            await sweep_all(platform)
+            await sweep_all(platform, stop_event)
         except Exception as exc:  # the database is away for a moment: next time
             log.error("export sweep failed", error_type=type(exc).__name__)
         delay = interval

@@ -262,8 +262,8 @@ def _requester_only(scope: ProjectScope, row: dict[str, Any]) -> None:
 async def create_download_link(
     db: RuntimeDatabase, scope: ProjectScope, export_id: str | uuid.UUID
 ) -> dict[str, Any]:
-    """A one-time link for the requester, valid ``LINK_MINUTES`` (a new link replaces the
-    previous one). Only the token's hash is stored."""
+    """A one-time link for the requester, valid ``LINK_MINUTES`` and never past the bundle's
+    own expiry (a new link replaces the previous one). Only the token's hash is stored."""
     eid = parse_id(export_id, what="export")
     token = secrets.token_urlsafe(32)
     async with db.project_tx(scope.project_id, scope.context()) as conn:
@@ -274,8 +274,8 @@ async def create_download_link(
             raise ConflictError(f"this export is {row['state']}: only a ready export has a link")
         cur = await conn.execute(
             "UPDATE exports SET download_token_hash = %s, updated_at = now(), "
-            "download_expires_at = now() + make_interval(mins => %s) WHERE id = %s "
-            "RETURNING download_expires_at",
+            "download_expires_at = least(now() + make_interval(mins => %s), expires_at) "
+            "WHERE id = %s RETURNING download_expires_at",
             [_token_hash(token), LINK_MINUTES, eid],
         )
         expires = await cur.fetchone()

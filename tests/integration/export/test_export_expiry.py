@@ -79,6 +79,13 @@ async def test_a_ready_export_expires_with_its_link_and_bundle(
         assert left <= dt.timedelta(hours=hours)
         link = (await owner.post(f"{url}/link")).json()
         before = await _row(platform, team, eid)
+        # a link never outlives the bundle
+        await _set(platform, team, eid, "expires_at = now() + interval '1 minute'")
+        short = (await owner.post(f"{url}/link")).json()
+        assert dt.datetime.fromisoformat(short["expires_at"]) < dt.datetime.now(
+            dt.UTC
+        ) + dt.timedelta(minutes=2)
+        link = short
         assert before["blob_id"] in set(platform.blobs.list_ids(team.project_id))
 
         # its time passes: before any sweep, neither a new link nor the old one works
@@ -160,6 +167,31 @@ async def test_bundles_left_behind_are_deleted_once_even_after_a_store_failure(
         assert (await _row(platform, team, fresh["export_id"]))["blob_id"] is not None
         swept = await sweep_project(platform, team.project_id)
         assert (swept.bundles_deleted, swept.bundles_left) == (0, 0)
+    finally:
+        await close_team(team)
+
+
+async def test_exports_ready_before_expiry_existed_get_their_time_and_builds_are_left_alone(
+    platform: Platform, server: ServerThread
+) -> None:
+    """A ready export without ``expires_at`` (built before the column existed) gets the full
+    retention from the sweep that finds it; the blob of an export being built is its build's."""
+    team, _ = await annotated_text_team(platform, server, marker())
+    try:
+        legacy = await _ready_export(team, platform)
+        building = await _ready_export(team, platform)
+        await _set(platform, team, legacy["export_id"], "expires_at = NULL")
+        await _set(platform, team, building["export_id"], "state = 'building'")
+        swept = await sweep_project(platform, team.project_id)
+        assert (swept.expired, swept.bundles_deleted, swept.bundles_left) == (0, 0, 0)
+        row = await _row(platform, team, legacy["export_id"])
+        assert row["state"] == "ready" and row["expires_at"] is not None
+        left = row["expires_at"] - dt.datetime.now(dt.UTC)
+        hours = dt.timedelta(hours=platform.settings.export_retention_hours)
+        assert hours - dt.timedelta(minutes=5) < left <= hours
+        row = await _row(platform, team, building["export_id"])
+        assert row["state"] == "building"
+        assert row["blob_id"] in set(platform.blobs.list_ids(team.project_id))
     finally:
         await close_team(team)
 

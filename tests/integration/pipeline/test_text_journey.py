@@ -193,3 +193,13 @@ async def test_refusals(team: Team, platform: object) -> None:
     # a manager asking for raw content
     assert (await manager.get(team.url(f"/tasks/{mine['task_id']}"))).status_code == 403
     assert (await manager.post(team.url("/reviews/next"))).status_code == 403
+    # the task held now reopens; once its lease has run out, it does not
+    assert (await a1.get(team.url(f"/tasks/{mine['task_id']}"))).status_code == 200
+    assert isinstance(platform, Platform)
+    async with platform.db.project_tx(team.project_id, ProjectContext(None, "system")) as conn:
+        await conn.execute(
+            "UPDATE tasks SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+            [mine["task_id"]],
+        )
+    r = await a1.get(team.url(f"/tasks/{mine['task_id']}"))
+    assert r.status_code == 403 and "lease" in r.json()["detail"], r.text

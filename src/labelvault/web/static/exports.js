@@ -42,12 +42,14 @@ function actions(row) {
     ];
   }
   if (row.state === "pending_approval") return ["waiting for a second person"];
+  const until = row.expires_at ? ` (until ${new Date(row.expires_at).toLocaleString()})` : "";
   if (row.state === "ready" && mine) {
     return [button("download", "download-export", () => act(async () => {
       const link = await api("POST", `${base}/${row.export_id}/link`);
       location.assign(link.url);
-    }))];
+    })), until];
   }
+  if (row.state === "ready") return [`ready${until}`];
   return [];
 }
 
