@@ -586,3 +586,40 @@ EXPORT_EXPIRY_STEP = r"""
 ALTER TABLE {s}.exports ADD COLUMN expires_at timestamptz;
 CREATE INDEX exports_expiry_idx ON {s}.exports (expires_at) WHERE state = 'ready';
 """
+
+# Step 9: what the platform records about an export's bundle (its blob, manifest, counts, how
+# long it is kept) is the platform's alone, and a member moves an export's state only as the
+# routes do: a decision on a pending request, or a download (or its failure) of a ready one.
+# (A bundle is bound to its export by encryption, so a moved blob_id never decrypts; this keeps
+# retention and the record of what was built out of a member's reach too.)
+EXPORT_GUARD_STEP = r"""
+CREATE FUNCTION {s}.guard_export_record() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+  IF {s}.lv_role() = 'system' THEN
+    RETURN NEW;
+  END IF;
+  IF NEW.blob_id IS DISTINCT FROM OLD.blob_id OR NEW.manifest IS DISTINCT FROM OLD.manifest
+     OR NEW.item_count IS DISTINCT FROM OLD.item_count
+     OR NEW.expires_at IS DISTINCT FROM OLD.expires_at
+     OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+    RAISE EXCEPTION 'an export''s bundle is recorded by the platform' USING ERRCODE = '42501';
+  END IF;
+  IF NEW.state IS DISTINCT FROM OLD.state AND NOT (
+       (OLD.state = 'pending_approval' AND NEW.state IN ('approved', 'rejected'))
+       OR (OLD.state = 'ready' AND NEW.state IN ('downloaded', 'failed'))) THEN
+    RAISE EXCEPTION 'an export moves only by a decision or a download' USING ERRCODE = '42501';
+  END IF;
+  IF NEW.download_token_hash IS NOT NULL
+     AND NEW.download_token_hash IS DISTINCT FROM OLD.download_token_hash
+     AND (OLD.state <> 'ready' OR NEW.state <> 'ready') THEN
+    RAISE EXCEPTION 'only a ready export has a download link' USING ERRCODE = '42501';
+  END IF;
+  RETURN NEW;
+END
+$f$;
+ALTER FUNCTION {s}.guard_export_record() OWNER TO lv_owner;
+REVOKE ALL ON FUNCTION {s}.guard_export_record() FROM PUBLIC;
+CREATE TRIGGER guard_export_record AFTER UPDATE ON {s}.exports
+  FOR EACH ROW EXECUTE FUNCTION {s}.guard_export_record();
+"""

@@ -21,6 +21,7 @@ from labelvault.db.names import CONTROL_SCHEMA, MIGRATION_LOCK_KEY, OWNER_ROLE, 
 from labelvault.db.pipeline_sql import (
     CLAIM_STEP,
     EXPORT_EXPIRY_STEP,
+    EXPORT_GUARD_STEP,
     IMPORT_REPORT_STEP,
     INTEGRITY_STEP,
     PIPELINE_STEP,
@@ -113,6 +114,7 @@ PROJECT_STEPS: list[str] = [
     INTEGRITY_STEP,
     IMPORT_REPORT_STEP,
     EXPORT_EXPIRY_STEP,
+    EXPORT_GUARD_STEP,
 ]
 
 

@@ -107,3 +107,57 @@ async def test_export_approval_stays_a_second_persons_decision(
             )
     r = await team.clients["data_owner"].post(team.url(f"/exports/{export_id}/approve"))
     assert r.status_code == 200, r.text
+
+
+async def test_an_exports_record_and_state_are_not_a_members_to_write(
+    team: Team, platform: Platform
+) -> None:
+    """What was built, where it is and how long it is kept are the platform's to record; a
+    member moves an export only by deciding a pending request or downloading a ready one."""
+    manager = team.clients["manager"]
+    r = await manager.post(team.url("/exports"), json={"format": "jsonl"})
+    assert r.status_code == 201, r.text
+    export_id = r.json()["export_id"]
+    requester = ProjectContext(team.users["manager"].id, "manager")
+    other = ProjectContext(team.users["data_owner"].id, "data_owner")
+    attacks = [
+        (requester, "state = 'ready'"),  # skipping the second person
+        (requester, "state = 'approved'"),
+        (other, "state = 'building'"),
+        (requester, "blob_id = 'someone-elses-bundle'"),
+        (requester, "download_token_hash = 'aa'"),
+        (requester, "manifest = '{}'::jsonb"),
+        (requester, "item_count = 7"),
+    ]
+    for who, assignment in attacks:
+        with pytest.raises(Denied):
+            async with platform.db.project_tx(team.project_id, who) as conn:
+                await conn.execute(f"UPDATE exports SET {assignment} WHERE id = %s", [export_id])
+    # the platform builds it; then its retention stays the platform's too
+    system = ProjectContext(None, "system")
+    async with platform.db.project_tx(team.project_id, system) as conn:
+        await conn.execute(
+            "UPDATE exports SET state = 'ready', blob_id = 'b', expires_at = now() + "
+            "interval '1 hour' WHERE id = %s",
+            [export_id],
+        )
+    for who, assignment in [
+        (requester, "expires_at = 'infinity'"),
+        (other, "expires_at = NULL"),
+        (requester, "state = 'pending_approval'"),
+    ]:
+        with pytest.raises(Denied):
+            async with platform.db.project_tx(team.project_id, who) as conn:
+                await conn.execute(f"UPDATE exports SET {assignment} WHERE id = %s", [export_id])
+    # what the routes do still goes through: a link on a ready export, then its download
+    async with platform.db.project_tx(team.project_id, requester) as conn:
+        await conn.execute(
+            "UPDATE exports SET download_token_hash = 'aa' WHERE id = %s", [export_id]
+        )
+        await conn.execute(
+            "UPDATE exports SET state = 'downloaded', downloaded_at = now() WHERE id = %s",
+            [export_id],
+        )
+    async with platform.db.project_tx(team.project_id, system) as conn:
+        cur = await conn.execute("SELECT state FROM exports WHERE id = %s", [export_id])
+        assert await cur.fetchone() == ("downloaded",)
