@@ -375,3 +375,52 @@ async def test_a_build_that_cannot_be_recorded_fails_and_keeps_no_bundle(
         assert set(platform.blobs.list_ids(team.project_id)) == before
     finally:
         await close_team(team)
+
+
+@pytest.mark.parametrize("recovers", [True, False])
+async def test_a_bundle_that_does_not_decrypt_is_tried_again_with_a_fresh_keyring(
+    recovers: bool, platform: Platform, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle re-encrypted under a key version this process has not loaded yet decrypts
+    after one reload of the keyring, and the download goes on; one that still does not decrypt
+    is damaged: 410, the export fails, the link is not spent on a 500."""
+    from labelvault.crypto import DecryptionError
+    from labelvault.keys.service import KeyService
+    from labelvault.keys.values import ProjectCipher
+
+    team, _ = await annotated_text_team(platform, server, marker())
+    try:
+        owner = team.clients["data_owner"]
+        built = await _request_approve_build(team, platform, "jsonl")
+        assert built["state"] == "ready", built
+        url = team.url(f"/exports/{built['export_id']}")
+        link = (await owner.post(f"{url}/link")).json()
+        reloads: list[str] = []
+        opened: list[str] = []
+        real_reload, real_get_blob = KeyService.reload, ProjectCipher.get_blob
+
+        async def reload(self: KeyService, scope: str) -> None:
+            reloads.append(scope)
+            await real_reload(self, scope)
+
+        def get_blob(self: ProjectCipher, *args: Any) -> Any:
+            opened.append(args[-1])
+            if not (recovers and reloads):
+                raise DecryptionError("does not authenticate under the keys loaded")
+            return real_get_blob(self, *args)
+
+        monkeypatch.setattr(KeyService, "reload", reload)
+        monkeypatch.setattr(ProjectCipher, "get_blob", get_blob)
+        r = await owner.get(link["url"])
+        assert reloads == [str(team.project_id)]
+        assert len(opened) == 2 and len(set(opened)) == 1  # the same bundle, twice
+        after = (await owner.get(url)).json()
+        if recovers:
+            assert r.status_code == 200, r.text
+            assert hashlib.sha256(r.content).hexdigest() == built["manifest"]["bundle"]["sha256"]
+            assert after["state"] == "downloaded"
+        else:
+            assert r.status_code == 410 and "missing or damaged" in r.json()["detail"], r.text
+            assert after["state"] == "failed"
+    finally:
+        await close_team(team)
