@@ -161,3 +161,33 @@ async def test_an_exports_record_and_state_are_not_a_members_to_write(
     async with platform.db.project_tx(team.project_id, system) as conn:
         cur = await conn.execute("SELECT state FROM exports WHERE id = %s", [export_id])
         assert await cur.fetchone() == ("downloaded",)
+
+
+async def test_an_import_record_is_rewritten_only_by_the_platform(
+    team: Team, platform: Platform
+) -> None:
+    """The platform re-seals an import's report after a key rotation; a manager or data owner
+    (who may read the record) cannot rewrite its counts or its report."""
+    r = await team.clients["data_owner"].post(
+        team.url("/imports"), content=b"one\none\n", params={"format": "text"}
+    )
+    assert r.status_code == 201, r.text
+    system = ProjectContext(None, "system")
+    read = "SELECT items_added, duplicates, rejected, report FROM imports"
+    async with platform.db.project_tx(team.project_id, system) as conn:
+        before = await (await conn.execute(read)).fetchone()
+    assert before is not None and before[:3] == (1, 1, 0)
+    for who in ("manager", "data_owner"):
+        ctx = ProjectContext(team.users[who].id, who)
+        async with platform.db.project_tx(team.project_id, ctx) as conn:
+            cur = await conn.execute("SELECT count(*) FROM imports")
+            assert await cur.fetchone() == (1,)  # visible to them
+            cur = await conn.execute(
+                "UPDATE imports SET items_added = 0, rejected = 5, report = '\\x00'"
+            )
+            assert cur.rowcount == 0  # but not theirs to write
+    async with platform.db.project_tx(team.project_id, system) as conn:
+        assert await (await conn.execute(read)).fetchone() == before
+        # the platform's own context may (it re-seals reports)
+        cur = await conn.execute("UPDATE imports SET report = report")
+        assert cur.rowcount == 1
