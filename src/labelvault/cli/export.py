@@ -61,13 +61,15 @@ def sweep(
     ),
 ) -> None:
     """Expire the ready exports past their retention and delete the bundles nothing needs,
-    now (the server does it every hour)."""
+    now (the server does it every hour). Exit 1 if a project could not be swept."""
     from labelvault.export.expiry import sweep_all
 
     settings = settings_or_fail(data_dir=data_dir)
     results = with_platform(settings, sweep_all)
     for r in results:
-        if r.expired or r.bundles_deleted or r.bundles_left:
+        if r.error is not None:
+            typer.echo(f"{r.project_id}: the sweep failed ({r.error}); see the log", err=True)
+        elif r.expired or r.bundles_deleted or r.bundles_left:
             typer.echo(
                 f"{r.project_id}: {r.expired} expired, {r.bundles_deleted} bundle(s) deleted, "
                 f"{r.bundles_left} left for the next sweep"
@@ -77,3 +79,5 @@ def sweep(
         f"{sum(r.bundles_deleted for r in results)} bundle(s) deleted, "
         f"{sum(r.bundles_left for r in results)} left for the next sweep"
     )
+    if any(r.error is not None for r in results):
+        raise typer.Exit(1)

@@ -51,6 +51,7 @@ class SweepResult:
     expired: int  # exports that expired in this sweep
     bundles_deleted: int
     bundles_left: int  # the store could not delete them now: the next sweep tries again
+    error: str | None = None  # the sweep of this project failed (the type of the error)
 
 
 async def sweep_project(platform: Platform, project_id: uuid.UUID) -> SweepResult:
@@ -117,8 +118,8 @@ def _delete(platform: Platform, project_id: uuid.UUID, blob_id: str) -> bool:
 async def sweep_all(
     platform: Platform, stop_event: asyncio.Event | None = None
 ) -> list[SweepResult]:
-    """Sweep every active project (until ``stop_event`` is set); one that fails is logged and
-    the others go on."""
+    """Sweep every active project (until ``stop_event`` is set); one that fails is logged,
+    reported with its ``error``, and the others go on."""
     results: list[SweepResult] = []
     for project in await list_projects(platform.db, SWEEPER):
         if stop_event is not None and stop_event.is_set():
@@ -129,6 +130,7 @@ async def sweep_all(
             log.error(
                 "export sweep failed", project_id=str(project.id), error_type=type(exc).__name__
             )
+            results.append(SweepResult(project.id, 0, 0, 0, error=type(exc).__name__))
     return results
 
 

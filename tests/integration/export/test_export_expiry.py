@@ -117,6 +117,7 @@ async def test_a_ready_export_expires_with_its_link_and_bundle(
         # a second sweep has nothing left to do
         again = await sweep_project(platform, team.project_id)
         assert (again.expired, again.bundles_deleted, again.bundles_left) == (0, 0, 0)
+        assert all(r.error is None for r in results.values())
     finally:
         await close_team(team)
         await close_team(other)
@@ -194,6 +195,33 @@ async def test_exports_ready_before_expiry_existed_get_their_time_and_builds_are
         assert row["blob_id"] in set(platform.blobs.list_ids(team.project_id))
     finally:
         await close_team(team)
+
+
+async def test_a_project_that_cannot_be_swept_is_reported_and_the_others_are_swept(
+    platform: Platform, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labelvault.export import expiry
+
+    team, _ = await annotated_text_team(platform, server, marker())
+    other, _ = await annotated_text_team(platform, server, marker())
+    try:
+        built = await _ready_export(other, platform)
+        await _set(platform, other, built["export_id"], "expires_at = now()")
+        real = expiry.sweep_project
+
+        async def broken_for_one(p: Platform, project_id: object) -> expiry.SweepResult:
+            if project_id == team.project_id:
+                raise RuntimeError("this project's database is away")
+            return await real(p, project_id)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(expiry, "sweep_project", broken_for_one)
+        results = {r.project_id: r for r in await sweep_all(platform)}
+        assert results[team.project_id].error == "RuntimeError"
+        assert results[other.project_id].error is None
+        assert results[other.project_id].expired == 1
+    finally:
+        await close_team(team)
+        await close_team(other)
 
 
 async def test_the_operator_sweeps_from_the_command_line(
