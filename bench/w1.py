@@ -14,7 +14,9 @@ By default it starts a real ``labelvault serve`` subprocess on a fresh embedded 
    for ``S`` seconds;
 5. exports every annotation if the export routes exist (request as data owner, approve as
    manager, wait until ready, download), else ``export_s`` is null with the reason;
-6. reports peak RSS (``VmHWM``) of the server process tree and of the PostgreSQL processes.
+6. reports peak RSS (``VmHWM``) of the server process tree and of the PostgreSQL processes,
+   and where the CPU went while annotating (``annotate_cpu``: cores busy and milliseconds per
+   annotation for the server, PostgreSQL and this client, and the machine's busy cores).
 
 Prints ONE JSON object. ``--url URL --token-file F`` runs against an existing server instead:
 ``F`` (mode 600) is JSON ``{"project_id": ..., "data_owner": TOKEN, "manager": TOKEN,
@@ -259,6 +261,64 @@ class RssSampler:
             if self.pg_peak_kb
             else None,
             "postgres_processes_seen": len(self.pg_peak_kb),
+        }
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of ``pid``; with ``reaped``, also of its children that have
+    exited (PostgreSQL backends come and go)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the command: state is field 3, utime 14, stime 15, cutime 16, cstime 17
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICKS
+
+
+def _machine_busy_s() -> float:
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / _TICKS
+
+
+@dataclass
+class CpuMeter:
+    """Where the CPU went during a phase: the server processes, PostgreSQL, this client."""
+
+    server_pid: int | None
+    pgdata: Path | None
+    start: dict[str, float] = field(default_factory=dict)
+
+    def _now(self) -> dict[str, float]:
+        now = {"client": sum(os.times()[:2]), "machine": _machine_busy_s()}
+        if self.server_pid:
+            now["server"] = sum(_cpu_s(p) for p in _tree(self.server_pid))
+        if self.pgdata:
+            pids = _postgres_pids(self.pgdata)
+            now["postgres"] = sum(_cpu_s(p, reaped=p == pids[0]) for p in pids) if pids else 0.0
+        return now
+
+    def begin(self) -> None:
+        self.start = self._now()
+
+    def report(self, seconds: float, annotations: int) -> dict[str, Any]:
+        end = self._now()
+        used = {k: end[k] - self.start[k] for k in end if k in self.start}
+        return {
+            "cores_busy": {k: round(v / seconds, 2) for k, v in used.items()},
+            "cpu_ms_per_annotation": {
+                k: round(v * 1000 / annotations, 2) for k, v in used.items() if k != "machine"
+            }
+            if annotations
+            else None,
         }
 
 
@@ -681,6 +741,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
         # annotate
         stats = Stats()
+        meter = CpuMeter(
+            server.proc.pid if server else args.server_pid,
+            server.data_dir.resolve() / "pg" if server else None,
+        )
+        meter.begin()
         t = time.monotonic()
         deadline = t + args.seconds
         await asyncio.gather(
@@ -701,6 +766,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
         elapsed = time.monotonic() - t
+        # where the CPU went (server, postgres, this client, the whole machine) while annotating
+        out["annotate_cpu"] = meter.report(elapsed, stats.annotations)
         out["annotations"] = stats.annotations
         out["annotate_s"] = round(elapsed, 2)
         out["annotations_per_s"] = round(stats.annotations / elapsed, 1)
