@@ -301,9 +301,9 @@ class CpuMeter:
         now = {"client": sum(os.times()[:2]), "machine": _machine_busy_s()}
         if self.server_pid:
             now["server"] = sum(_cpu_s(p) for p in _tree(self.server_pid))
-        if self.pgdata:
-            pids = _postgres_pids(self.pgdata)
-            now["postgres"] = sum(_cpu_s(p, reaped=p == pids[0]) for p in pids) if pids else 0.0
+        pids = _postgres_pids(self.pgdata) if self.pgdata else []
+        if pids:  # (measured at both ends, or not reported)
+            now["postgres"] = sum(_cpu_s(p, reaped=p == pids[0]) for p in pids)
         return now
 
     def begin(self) -> None:

@@ -588,15 +588,32 @@ CREATE INDEX exports_expiry_idx ON {s}.exports (expires_at) WHERE state = 'ready
 """
 
 # Step 9: what the platform records about an export's bundle (its blob, manifest, counts, how
-# long it is kept) is the platform's alone, and a member moves an export's state only as the
-# routes do: a decision on a pending request, or a download (or its failure) of a ready one.
-# (A bundle is bound to its export by encryption, so a moved blob_id never decrypts; this keeps
-# retention and the record of what was built out of a member's reach too.)
+# long it is kept) is the platform's alone, and a member writes an export only as the routes do:
+# a new request (pending, or approved at once where the project does not require approval), a
+# decision on a pending request, a link for a ready export of their own and its download (or its
+# failure). (A bundle is bound to its export by encryption, so a moved blob_id never decrypts;
+# this keeps the two-person rule, retention and the record of what was built out of a member's
+# reach too, and keeps a member from pointing a row at another export's bundle for the sweep.)
+# Links last at most 10 minutes (export.service.LINK_MINUTES) and never past the bundle.
 EXPORT_GUARD_STEP = r"""
 CREATE FUNCTION {s}.guard_export_record() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+DECLARE
+  me uuid := {s}.lv_user();
 BEGIN
   IF {s}.lv_role() = 'system' THEN
+    RETURN NEW;
+  END IF;
+  IF TG_OP = 'INSERT' THEN
+    IF NOT (NEW.state = 'pending_approval'
+            OR (NEW.state = 'approved' AND NOT (SELECT s.export_requires_approval
+                                                 FROM {s}.settings s)))
+       OR NEW.approved_by IS NOT NULL OR NEW.blob_id IS NOT NULL OR NEW.manifest IS NOT NULL
+       OR NEW.item_count IS NOT NULL OR NEW.download_token_hash IS NOT NULL
+       OR NEW.download_expires_at IS NOT NULL OR NEW.downloaded_at IS NOT NULL
+       OR NEW.error IS NOT NULL OR NEW.expires_at IS NOT NULL THEN
+      RAISE EXCEPTION 'a new export is a request, nothing more' USING ERRCODE = '42501';
+    END IF;
     RETURN NEW;
   END IF;
   IF NEW.blob_id IS DISTINCT FROM OLD.blob_id OR NEW.manifest IS DISTINCT FROM OLD.manifest
@@ -607,19 +624,32 @@ BEGIN
   END IF;
   IF NEW.state IS DISTINCT FROM OLD.state AND NOT (
        (OLD.state = 'pending_approval' AND NEW.state IN ('approved', 'rejected'))
-       OR (OLD.state = 'ready' AND NEW.state IN ('downloaded', 'failed'))) THEN
+       OR (OLD.state = 'ready' AND NEW.state IN ('downloaded', 'failed')
+           AND OLD.requested_by = me)) THEN
     RAISE EXCEPTION 'an export moves only by a decision or a download' USING ERRCODE = '42501';
+  END IF;
+  IF NEW.downloaded_at IS DISTINCT FROM OLD.downloaded_at
+     AND NOT (NEW.state = 'downloaded' AND OLD.state = 'ready' AND NEW.downloaded_at = now()) THEN
+    RAISE EXCEPTION 'an export is downloaded when it is' USING ERRCODE = '42501';
   END IF;
   IF NEW.download_token_hash IS NOT NULL
      AND NEW.download_token_hash IS DISTINCT FROM OLD.download_token_hash
-     AND (OLD.state <> 'ready' OR NEW.state <> 'ready') THEN
-    RAISE EXCEPTION 'only a ready export has a download link' USING ERRCODE = '42501';
+     AND (OLD.state <> 'ready' OR NEW.state <> 'ready' OR OLD.requested_by IS DISTINCT FROM me)
+  THEN
+    RAISE EXCEPTION 'only the requester of a ready export has a download link'
+      USING ERRCODE = '42501';
+  END IF;
+  IF NEW.download_expires_at IS NOT NULL
+     AND NEW.download_expires_at IS DISTINCT FROM OLD.download_expires_at
+     AND (NEW.download_token_hash IS NOT DISTINCT FROM OLD.download_token_hash
+          OR NEW.download_expires_at > least(now() + interval '10 minutes', NEW.expires_at)) THEN
+    RAISE EXCEPTION 'a download link lasts 10 minutes at most' USING ERRCODE = '42501';
   END IF;
   RETURN NEW;
 END
 $f$;
 ALTER FUNCTION {s}.guard_export_record() OWNER TO lv_owner;
 REVOKE ALL ON FUNCTION {s}.guard_export_record() FROM PUBLIC;
-CREATE TRIGGER guard_export_record AFTER UPDATE ON {s}.exports
+CREATE TRIGGER guard_export_record AFTER INSERT OR UPDATE ON {s}.exports
   FOR EACH ROW EXECUTE FUNCTION {s}.guard_export_record();
 """

@@ -137,8 +137,10 @@ async def sweep_all(
 async def run_sweeper(
     platform: Platform, stop_event: asyncio.Event, interval: float = SWEEP_SECONDS
 ) -> None:
-    """Sweep every ``interval`` seconds until ``stop_event`` is set (the primary server)."""
-    delay = _jitter.uniform(0, min(interval, 60.0))
+    """Sweep every ``interval`` seconds until ``stop_event`` is set (the primary server). The
+    first sweep comes half to one interval after the start (servers restarted together spread
+    out; a bundle waits hours anyway)."""
+    delay = _jitter.uniform(interval / 2, interval)
     while not stop_event.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop_event.wait(), timeout=delay)

@@ -403,9 +403,15 @@ async def test_a_bundle_that_does_not_decrypt_is_tried_again_with_a_fresh_keyrin
             reloads.append(scope)
             await real_reload(self, scope)
 
+        stale = server.platform.keys.cached(str(team.project_id))
+        assert stale is not None
+
         def get_blob(self: ProjectCipher, *args: Any) -> Any:
             opened.append(args[-1])
-            if not (recovers and reloads):
+            # "re-encrypted meanwhile": it opens only once the cipher's key service holds a
+            # freshly loaded keyring
+            fresh = self._keys.cached(self.scope) is not stale
+            if not (recovers and fresh):
                 raise DecryptionError("does not authenticate under the keys loaded")
             return real_get_blob(self, *args)
 

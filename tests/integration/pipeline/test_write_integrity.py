@@ -113,51 +113,89 @@ async def test_an_exports_record_and_state_are_not_a_members_to_write(
     team: Team, platform: Platform
 ) -> None:
     """What was built, where it is and how long it is kept are the platform's to record; a
-    member moves an export only by deciding a pending request or downloading a ready one."""
+    member writes an export only as the routes do: a new request, a decision on a pending one,
+    a link for and a download of a ready export of their own."""
     manager = team.clients["manager"]
     r = await manager.post(team.url("/exports"), json={"format": "jsonl"})
     assert r.status_code == 201, r.text
     export_id = r.json()["export_id"]
     requester = ProjectContext(team.users["manager"].id, "manager")
     other = ProjectContext(team.users["data_owner"].id, "data_owner")
-    attacks = [
-        (requester, "state = 'ready'"),  # skipping the second person
-        (requester, "state = 'approved'"),
-        (other, "state = 'building'"),
-        (requester, "blob_id = 'someone-elses-bundle'"),
-        (requester, "download_token_hash = 'aa'"),
-        (requester, "manifest = '{}'::jsonb"),
-        (requester, "item_count = 7"),
-    ]
-    for who, assignment in attacks:
-        with pytest.raises(Denied):
-            async with platform.db.project_tx(team.project_id, who) as conn:
-                await conn.execute(f"UPDATE exports SET {assignment} WHERE id = %s", [export_id])
-    # the platform builds it; then its retention stays the platform's too
     system = ProjectContext(None, "system")
+
+    async def refused(who: ProjectContext, sql: str, params: list[object], why: str) -> None:
+        with pytest.raises(Denied, match=why):
+            async with platform.db.project_tx(team.project_id, who) as conn:
+                await conn.execute(sql, params)
+
+    async def refused_update(who: ProjectContext, assignment: str, why: str) -> None:
+        await refused(who, f"UPDATE exports SET {assignment} WHERE id = %s", [export_id], why)
+
+    # a new row is a request, nothing more: not approved (the project requires a second
+    # person), not pointing at anyone's bundle for the sweep to delete, not carrying a link
+    insert = (
+        "INSERT INTO exports (id, requested_by, format, state, {col}) "
+        "VALUES (%s, %s, 'jsonl', %s, {value})"
+    )
+    for state, col, value in [
+        ("approved", "decided_at", "now()"),
+        ("ready", "blob_id", "'another-exports-bundle'"),
+        ("failed", "blob_id", "'another-exports-bundle'"),
+        ("pending_approval", "download_token_hash", "'aa'"),
+        ("pending_approval", "expires_at", "'infinity'"),
+    ]:
+        await refused(
+            requester,
+            insert.format(col=col, value=value),
+            [uuid.uuid4(), team.users["manager"].id, state],
+            "a new export is a request",
+        )
+    bundle = "the platform"
+    move = "moves only by a decision or a download"
+    for who, assignment, why in [
+        (requester, "state = 'ready'", move),  # skipping the second person
+        (other, "state = 'building'", move),
+        (requester, "blob_id = 'someone-elses-bundle'", bundle),
+        (requester, "download_token_hash = 'aa'", "requester of a ready export"),
+        (requester, "manifest = '{}'::jsonb", bundle),
+        (requester, "item_count = 7", bundle),
+    ]:
+        await refused_update(who, assignment, why)
+    # the platform builds it; then its retention and its link stay within bounds
     async with platform.db.project_tx(team.project_id, system) as conn:
         await conn.execute(
-            "UPDATE exports SET state = 'ready', blob_id = 'b', expires_at = now() + "
-            "interval '1 hour' WHERE id = %s",
-            [export_id],
+            "UPDATE exports SET state = 'ready', blob_id = 'b', approved_by = %s, "
+            "expires_at = now() + interval '1 hour' WHERE id = %s",
+            [team.users["data_owner"].id, export_id],
         )
-    for who, assignment in [
-        (requester, "expires_at = 'infinity'"),
-        (other, "expires_at = NULL"),
-        (requester, "state = 'pending_approval'"),
+    for who, assignment, why in [
+        (requester, "expires_at = 'infinity'", bundle),
+        (other, "expires_at = NULL", bundle),
+        (requester, "state = 'pending_approval'", move),
+        (requester, "state = 'expired'", move),
+        (other, "state = 'downloaded', downloaded_at = now()", move),  # not theirs
+        (other, "download_token_hash = 'bb'", "requester of a ready export"),
+        (
+            requester,
+            "download_token_hash = 'cc', download_expires_at = now() + interval '1 day'",
+            "10 minutes at most",
+        ),
+        (requester, "downloaded_at = now() - interval '2 days'", "downloaded when it is"),
     ]:
-        with pytest.raises(Denied):
-            async with platform.db.project_tx(team.project_id, who) as conn:
-                await conn.execute(f"UPDATE exports SET {assignment} WHERE id = %s", [export_id])
+        await refused_update(who, assignment, why)
     # what the routes do still goes through: a link on a ready export, then its download
     async with platform.db.project_tx(team.project_id, requester) as conn:
         await conn.execute(
-            "UPDATE exports SET download_token_hash = 'aa' WHERE id = %s", [export_id]
-        )
-        await conn.execute(
-            "UPDATE exports SET state = 'downloaded', downloaded_at = now() WHERE id = %s",
+            "UPDATE exports SET download_token_hash = 'aa', "
+            "download_expires_at = now() + interval '10 minutes' WHERE id = %s",
             [export_id],
         )
+        await conn.execute(
+            "UPDATE exports SET state = 'downloaded', downloaded_at = now(), "
+            "download_token_hash = NULL, download_expires_at = NULL WHERE id = %s",
+            [export_id],
+        )
+    await refused_update(requester, "state = 'ready'", move)  # and it stays downloaded
     async with platform.db.project_tx(team.project_id, system) as conn:
         cur = await conn.execute("SELECT state FROM exports WHERE id = %s", [export_id])
         assert await cur.fetchone() == ("downloaded",)
