@@ -34,7 +34,6 @@ import base64
 import contextlib
 import hashlib
 import os
-import random
 import struct
 import tempfile
 import uuid
@@ -55,6 +54,7 @@ from labelvault.audit.checkpoint import (
     sign_checkpoint,
 )
 from labelvault.audit.merkle import MerkleAccumulator
+from labelvault.kernel.periodic import every, jitter
 from labelvault.logs import get_logger
 
 if TYPE_CHECKING:
@@ -68,7 +68,6 @@ READ_BATCH: Final = 50_000
 _INT8X2: Final = struct.Struct(">qq")
 
 log = get_logger(__name__)
-_jitter = random.Random()  # noqa: S311 - spreads servers out; not security, not global state
 
 
 class ChainBrokenError(Exception):
@@ -360,17 +359,12 @@ async def run_periodically(platform: Platform, stop_event: asyncio.Event) -> Non
     Several servers may run it at once: notes are deterministic and stored idempotently.
     """
     interval = float(platform.settings.audit_checkpoint_interval_s)
-    # spread servers that started together
-    delay = _jitter.uniform(0, min(interval, 30.0))
-    while not stop_event.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop_event.wait(), timeout=delay)
-        if stop_event.is_set():
-            break
-        try:
-            await checkpoint_all(platform)
-        except Exception as exc:
-            log.error("audit checkpointing failed", error_type=type(exc).__name__)
-        delay = interval
+    await every(
+        interval,
+        stop_event,
+        lambda: checkpoint_all(platform),
+        first=jitter(0, min(interval, 30.0)),  # spread servers that started together
+        on_error=lambda exc: log.error("audit checkpointing failed", error_type=type(exc).__name__),
+    )
     with contextlib.suppress(Exception):  # a final checkpoint on clean shutdown
         await asyncio.wait_for(checkpoint_all(platform), timeout=30)

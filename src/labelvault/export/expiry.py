@@ -18,8 +18,6 @@ sweep by hand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,6 +26,7 @@ from labelvault.audit.record import audit_project
 from labelvault.export.build import SYSTEM
 from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import LabelVaultError
+from labelvault.kernel.periodic import every, jitter
 from labelvault.logs import get_logger
 from labelvault.storage import BlobNotFoundError
 from labelvault.tenancy.service import list_projects
@@ -39,7 +38,6 @@ log = get_logger(__name__)
 SWEEPER = Actor.system("export-sweeper")
 # hourly: retention is counted in hours, and each sweep opens every project's pool
 SWEEP_SECONDS = 3600.0
-_jitter = random.Random()  # noqa: S311 - spreads servers out; not security, not global state
 DOWNLOAD_GRACE = "1 day"
 # final states whose bundle nothing needs; a building export's blob belongs to its build
 _DONE = ("expired", "downloaded", "failed", "rejected")
@@ -140,14 +138,10 @@ async def run_sweeper(
     """Sweep every ``interval`` seconds until ``stop_event`` is set (the primary server). The
     first sweep comes half to one interval after the start (servers restarted together spread
     out; a bundle waits hours anyway)."""
-    delay = _jitter.uniform(interval / 2, interval)
-    while not stop_event.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop_event.wait(), timeout=delay)
-        if stop_event.is_set():
-            break
-        try:
-            await sweep_all(platform, stop_event)
-        except Exception as exc:  # the database is away for a moment: next time
-            log.error("export sweep failed", error_type=type(exc).__name__)
-        delay = interval
+    await every(
+        interval,
+        stop_event,
+        lambda: sweep_all(platform, stop_event),
+        first=jitter(interval / 2, interval),
+        on_error=lambda exc: log.error("export sweep failed", error_type=type(exc).__name__),
+    )
