@@ -19,6 +19,7 @@ from labelvault.settings import Settings, load_settings
 
 T = TypeVar("T")
 OPERATOR = Actor.system("cli")
+COMMAND_PROJECT_POOLS = 4
 log = get_logger(__name__)
 
 
@@ -76,6 +77,12 @@ def with_platform(
         target, _ = prepare_database(settings, run_migrations=migrate)
     except LabelVaultError as exc:
         fail(exc.message)
+
+    # a command works on projects one after another: a few pools, not the server's many (a
+    # sweep of every project would otherwise keep a connection open per project it passed)
+    settings = settings.model_copy(
+        update={"project_pool_max": min(settings.project_pool_max, COMMAND_PROJECT_POOLS)}
+    )
 
     async def go() -> T:
         platform = Platform.create(settings, target)
