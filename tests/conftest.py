@@ -21,6 +21,16 @@ _DATA_ROOT = tempfile.mkdtemp(prefix="labelvault-tests-")
 atexit.register(shutil.rmtree, _DATA_ROOT, True)
 atexit.register(shutil.rmtree, _runtime, True)
 
+import random  # noqa: E402
+
+import psycopg_pool.base  # noqa: E402
+
+# psycopg_pool draws each new connection's lifetime jitter from the global ``random``. The tests'
+# server runs in a thread: a connection it opens while hypothesis draws an example in the main
+# thread changes the global random state under the strategy, and hypothesis fails the test as
+# flaky (HypothesisDeprecationWarning, then FlakyStrategyDefinition). The pools get their own.
+psycopg_pool.base.random = random.Random().random  # type: ignore[attr-defined]
+
 from tests.support.platform import ServerThread  # noqa: E402
 
 from labelvault.db.bootstrap import DatabaseTarget  # noqa: E402
