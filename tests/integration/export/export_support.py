@@ -117,6 +117,30 @@ async def wait_for_state(
         await asyncio.sleep(0.2)
 
 
+async def request_approve_build(team: Team, platform: Platform, fmt: str) -> dict[str, Any]:
+    """Request (data owner), refused self-approval, approval (manager), build: the export
+    once ready or failed."""
+    owner, manager = team.clients["data_owner"], team.clients["manager"]
+    r = await owner.post(team.url("/exports"), json={"format": fmt})
+    assert r.status_code == 201, r.text
+    export = r.json()
+    assert export["state"] == "pending_approval" and export["only_accepted"] is True
+    url = team.url(f"/exports/{export['export_id']}")
+    # the requester cannot approve their own export
+    r = await owner.post(f"{url}/approve")
+    assert r.status_code == 403, r.text
+    assert "second manager or data owner" in r.json()["detail"]
+    # nothing runs before the approval
+    await drain(platform)
+    assert (await owner.get(url)).json()["state"] == "pending_approval"
+    r = await manager.post(f"{url}/approve")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "approved"
+    assert r.json()["approved_by"] == str(team.users["manager"].id)
+    await drain(platform)
+    return await wait_for_state(owner, url, {"ready", "failed"})
+
+
 def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     """``labelvault worker`` in a subprocess, its output going to ``log``."""
     with log.open("ab") as out:

@@ -16,9 +16,8 @@ from tests.integration.export.export_support import (
     annotated_text_team,
     cli_env,
     close_team,
-    drain,
     marker,
-    wait_for_state,
+    request_approve_build,
 )
 from tests.integration.pipeline.conftest import Team
 from tests.support.platform import ServerThread
@@ -52,13 +51,7 @@ def only(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 
 async def _ready_export(team: Team, platform: Platform) -> dict[str, Any]:
-    owner, manager = team.clients["data_owner"], team.clients["manager"]
-    r = await owner.post(team.url("/exports"), json={"format": "jsonl"})
-    assert r.status_code == 201, r.text
-    url = team.url(f"/exports/{r.json()['export_id']}")
-    assert (await manager.post(f"{url}/approve")).status_code == 200
-    await drain(platform)
-    built = await wait_for_state(owner, url, {"ready", "failed"})
+    built = await request_approve_build(team, platform, "jsonl")
     assert built["state"] == "ready", built
     return built
 

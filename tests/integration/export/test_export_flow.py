@@ -19,6 +19,7 @@ from tests.integration.export.export_support import (
     drain,
     marker,
     png_zip,
+    request_approve_build,
     wait_for_state,
 )
 from tests.integration.pipeline.conftest import Team, build_team
@@ -50,28 +51,6 @@ def load_with_datasets(fmt: str, path: Path, cache: Path) -> list[dict[str, Any]
     return [dict(row) for row in ds]
 
 
-async def _request_approve_build(team: Team, platform: Platform, fmt: str) -> dict[str, Any]:
-    owner, manager = team.clients["data_owner"], team.clients["manager"]
-    r = await owner.post(team.url("/exports"), json={"format": fmt})
-    assert r.status_code == 201, r.text
-    export = r.json()
-    assert export["state"] == "pending_approval" and export["only_accepted"] is True
-    url = team.url(f"/exports/{export['export_id']}")
-    # the requester cannot approve their own export
-    r = await owner.post(f"{url}/approve")
-    assert r.status_code == 403, r.text
-    assert "second manager or data owner" in r.json()["detail"]
-    # nothing runs before the approval
-    await drain(platform)
-    assert (await owner.get(url)).json()["state"] == "pending_approval"
-    r = await manager.post(f"{url}/approve")
-    assert r.status_code == 200, r.text
-    assert r.json()["state"] == "approved"
-    assert r.json()["approved_by"] == str(team.users["manager"].id)
-    await drain(platform)
-    return await wait_for_state(owner, url, {"ready", "failed"})
-
-
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 async def test_two_person_flow_and_one_time_download(
     fmt: str, platform: Platform, server: ServerThread, tmp_path: Path, hf_offline: Path
@@ -80,7 +59,7 @@ async def test_two_person_flow_and_one_time_download(
     team, expected = await annotated_text_team(platform, server, mark)
     try:
         owner, manager = team.clients["data_owner"], team.clients["manager"]
-        built = await _request_approve_build(team, platform, fmt)
+        built = await request_approve_build(team, platform, fmt)
         assert built["state"] == "ready", built
         manifest = built["manifest"]
         assert built["item_count"] == 4
@@ -337,7 +316,7 @@ async def test_a_bundle_gone_missing_fails_the_export_and_says_so(
     team, _ = await annotated_text_team(platform, server, marker())
     try:
         owner = team.clients["data_owner"]
-        built = await _request_approve_build(team, platform, "jsonl")
+        built = await request_approve_build(team, platform, "jsonl")
         assert built["state"] == "ready", built
         url = team.url(f"/exports/{built['export_id']}")
         blob_id = await _export_blob(platform, team, built["export_id"])
@@ -369,7 +348,7 @@ async def test_a_build_that_cannot_be_recorded_fails_and_keeps_no_bundle(
     team, _ = await annotated_text_team(platform, server, marker())
     try:
         before = set(platform.blobs.list_ids(team.project_id))
-        built = await _request_approve_build(team, platform, "jsonl")
+        built = await request_approve_build(team, platform, "jsonl")
         assert built["state"] == "failed", built
         assert "internal error" in built["error"]
         assert set(platform.blobs.list_ids(team.project_id)) == before
@@ -391,7 +370,7 @@ async def test_a_bundle_that_does_not_decrypt_is_tried_again_with_a_fresh_keyrin
     team, _ = await annotated_text_team(platform, server, marker())
     try:
         owner = team.clients["data_owner"]
-        built = await _request_approve_build(team, platform, "jsonl")
+        built = await request_approve_build(team, platform, "jsonl")
         assert built["state"] == "ready", built
         url = team.url(f"/exports/{built['export_id']}")
         link = (await owner.post(f"{url}/link")).json()
