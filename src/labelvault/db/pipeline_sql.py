@@ -606,8 +606,8 @@ BEGIN
   END IF;
   IF TG_OP = 'INSERT' THEN
     IF NOT (NEW.state = 'pending_approval'
-            OR (NEW.state = 'approved' AND NOT (SELECT s.export_requires_approval
-                                                 FROM {s}.settings s)))
+            OR (NEW.state = 'approved'
+                AND NOT coalesce((SELECT s.export_requires_approval FROM {s}.settings s), true)))
        OR NEW.approved_by IS NOT NULL OR NEW.blob_id IS NOT NULL OR NEW.manifest IS NOT NULL
        OR NEW.item_count IS NOT NULL OR NEW.download_token_hash IS NOT NULL
        OR NEW.download_expires_at IS NOT NULL OR NEW.downloaded_at IS NOT NULL
@@ -625,11 +625,12 @@ BEGIN
   IF NEW.state IS DISTINCT FROM OLD.state AND NOT (
        (OLD.state = 'pending_approval' AND NEW.state IN ('approved', 'rejected'))
        OR (OLD.state = 'ready' AND NEW.state IN ('downloaded', 'failed')
-           AND OLD.requested_by = me)) THEN
+           AND coalesce(OLD.requested_by = me, false))) THEN
     RAISE EXCEPTION 'an export moves only by a decision or a download' USING ERRCODE = '42501';
   END IF;
   IF NEW.downloaded_at IS DISTINCT FROM OLD.downloaded_at
-     AND NOT (NEW.state = 'downloaded' AND OLD.state = 'ready' AND NEW.downloaded_at = now()) THEN
+     AND NOT coalesce(NEW.state = 'downloaded' AND OLD.state = 'ready'
+                      AND NEW.downloaded_at = now(), false) THEN
     RAISE EXCEPTION 'an export is downloaded when it is' USING ERRCODE = '42501';
   END IF;
   IF NEW.download_token_hash IS NOT NULL

@@ -174,6 +174,8 @@ async def test_an_exports_record_and_state_are_not_a_members_to_write(
         (requester, "state = 'pending_approval'", move),
         (requester, "state = 'expired'", move),
         (other, "state = 'downloaded', downloaded_at = now()", move),  # not theirs
+        # a context naming no user fails closed (nobody is the requester)
+        (ProjectContext(None, "manager"), "state = 'downloaded', downloaded_at = now()", move),
         (other, "download_token_hash = 'bb'", "requester of a ready export"),
         (
             requester,
