@@ -33,8 +33,12 @@ async def test_forwarded_for_only_from_trusted_proxies(
 ) -> None:
     # no proxy configured: the header is anyone's to send, and is ignored
     assert await _session_address(platform, server) == "127.0.0.1"
+    # a second server on the session's database: its checkpointer signs every chain once more
+    # as it stops (the test database holds hundreds of projects), so it keeps few project pools
+    # open, or those connections would crowd the tests that follow out of PostgreSQL's slots
     proxied = ServerThread(
-        settings.model_copy(update={"trusted_proxies": "127.0.0.0/8"}), db_target
+        settings.model_copy(update={"trusted_proxies": "127.0.0.0/8", "project_pool_max": 4}),
+        db_target,
     )
     proxied.start()
     try:
