@@ -20,6 +20,7 @@ from labelvault.audit.sealer import run_sealer
 from labelvault.export.expiry import run_sweeper
 from labelvault.jobs.worker import WorkerOptions, run_worker
 from labelvault.platform import Platform
+from labelvault.retention.orphans import run_reconciler
 from labelvault.web import install_web
 
 
@@ -54,7 +55,7 @@ def create_app(
 ) -> FastAPI:
     """The application. Every server process seals the audit events it appended; only the
     ``primary`` one (the only one, unless ``serve`` runs several workers) signs checkpoints,
-    sweeps expired export bundles and runs the in-process job worker."""
+    sweeps expired export bundles, deletes orphaned blobs and runs the in-process job worker."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +73,9 @@ def create_app(
             )
             background.append(
                 asyncio.create_task(run_sweeper(platform, stop), name="export-sweeper")
+            )
+            background.append(
+                asyncio.create_task(run_reconciler(platform, stop), name="blob-reconciler")
             )
         if primary and platform.target.embedded is not None:  # one command does all
             # the standard queue only: dedicated queues belong to dedicated workers

@@ -16,6 +16,7 @@ from labelvault.cli.importer import import_command
 from labelvault.cli.keys import keys_app
 from labelvault.cli.remote import remote_app
 from labelvault.cli.runtime import OPERATOR, fail, settings_or_fail, with_platform
+from labelvault.cli.storage import storage_app
 from labelvault.cli.worker import worker_command
 from labelvault.kernel.errors import ConflictError, LabelVaultError
 from labelvault.platform import Platform, prepare_database
@@ -33,6 +34,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
 app.add_typer(remote_app, name="remote")
+app.add_typer(storage_app, name="storage")
 app.command("worker")(worker_command)
 app.command("import")(import_command)
 

@@ -15,9 +15,11 @@ validated so they can never name a path or object outside it.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +32,7 @@ from labelvault.kernel.errors import (
 
 __all__ = [
     "BLOB_ID_PATTERN",
+    "BlobInfo",
     "BlobNotFoundError",
     "BlobStore",
     "BlobStoreError",
@@ -40,6 +43,14 @@ __all__ = [
 ]
 
 BLOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """A stored blob's id and when it was last written (UTC)."""
+
+    blob_id: str
+    written_at: dt.datetime
 
 
 class BlobNotFoundError(NotFoundError):
@@ -146,6 +157,16 @@ class BlobStore(Protocol):
 
     def list_ids(self, project_id: uuid.UUID) -> Iterator[str]:
         """Ids of the project's blobs (sorted; empty if the project has none)."""
+        ...
+
+    def list_blobs(self, project_id: uuid.UUID) -> Iterator[BlobInfo]:
+        """The project's blobs with the time each was last written (sorted by id, which is
+        ASCII: byte order)."""
+        ...
+
+    def clear_incomplete(self, project_id: uuid.UUID, started_before: dt.datetime) -> int:
+        """Remove the remains of writes that never finished (a temporary file, a pending
+        multipart upload) started before ``started_before``; returns how many."""
         ...
 
 

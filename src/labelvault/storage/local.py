@@ -2,15 +2,18 @@
 
 Directories are 0700 and files 0600. A put writes a temporary file in the project directory
 (``.<blob_id>.<random>.tmp``, never a valid blob id), fsyncs it, ``os.replace``-s it over the
-blob and fsyncs the directory, so a blob is visible whole or not at all, also across a crash.
+blob and fsyncs the directory, so a blob is visible whole or not at all, also across a crash
+(``clear_incomplete`` removes the temporary files a crash left behind).
 Reads open with ``O_NOFOLLOW``. Content is ciphertext only (see :mod:`labelvault.storage.base`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -21,6 +24,7 @@ from typing import Any, BinaryIO
 
 from labelvault.storage.base import (
     BLOB_ID_PATTERN,
+    BlobInfo,
     BlobNotFoundError,
     BlobStoreError,
     ClosingChunks,
@@ -32,6 +36,12 @@ from labelvault.storage.base import (
 __all__ = ["LocalBlobStore"]
 
 DEFAULT_READ_CHUNK = 1024 * 1024
+# a put's temporary file: ``.<blob_id>.<mkstemp's random part>.tmp``
+_TEMPORARY = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.[A-Za-z0-9_]+\.tmp")
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -142,17 +152,37 @@ class LocalBlobStore:
         _fsync_dir(path.parent)
 
     def list_ids(self, project_id: uuid.UUID) -> Iterator[str]:
-        directory = self.project_dir(project_id)
+        return iter([b.blob_id for b in self.list_blobs(project_id)])
+
+    def _entries(self, project_id: uuid.UUID) -> list[os.DirEntry[str]]:
         try:
-            entries = list(os.scandir(directory))
+            return list(os.scandir(self.project_dir(project_id)))
         except FileNotFoundError:
-            return iter(())
-        ids = sorted(
-            e.name
-            for e in entries
-            if BLOB_ID_PATTERN.fullmatch(e.name) and e.is_file(follow_symlinks=False)
-        )
-        return iter(ids)
+            return []
+
+    def list_blobs(self, project_id: uuid.UUID) -> Iterator[BlobInfo]:
+        found = []
+        for e in self._entries(project_id):
+            if BLOB_ID_PATTERN.fullmatch(e.name) is None:
+                continue
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    found.append(BlobInfo(e.name, _utc(st.st_mtime)))
+        return iter(sorted(found, key=lambda b: b.blob_id))
+
+    def clear_incomplete(self, project_id: uuid.UUID, started_before: dt.datetime) -> int:
+        removed = 0
+        for e in self._entries(project_id):
+            if not _TEMPORARY.fullmatch(e.name):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # its put finished or failed meanwhile
+                if _utc(e.stat(follow_symlinks=False).st_mtime) < started_before:
+                    os.unlink(e.path)
+                    removed += 1
+        if removed:
+            _fsync_dir(self.project_dir(project_id))
+        return removed
 
     def purge_project(self, project_id: uuid.UUID) -> int:
         directory = self.project_dir(project_id)

@@ -6,8 +6,9 @@
   multipart upload of ``part_size`` parts, completed only when the stream ends. If the stream
   raises, the upload is aborted: S3 shows the object whole or not at all.
 * ``get`` streams the body with ``iter_chunks``; ``delete`` removes every version of the
-  object; ``purge_project`` aborts pending uploads, deletes every object version and delete
-  marker (in case versioning was turned on outside LabelVault) and then the bucket.
+  object; ``clear_incomplete`` aborts the multipart uploads a crashed put left pending;
+  ``purge_project`` aborts pending uploads, deletes every object version and delete marker
+  (in case versioning was turned on outside LabelVault) and then the bucket.
 * Content is ciphertext only (see :mod:`labelvault.storage.base`); S3 encryption settings are
   left to the operator.
 
@@ -19,6 +20,7 @@ Get/Put/DeleteObject, DeleteObjectVersion, AbortMultipartUpload.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 import threading
 import uuid
@@ -29,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[impor
 
 from labelvault.storage.base import (
     BLOB_ID_PATTERN,
+    BlobInfo,
     BlobNotFoundError,
     BlobStoreError,
     ClosingChunks,
@@ -273,18 +276,51 @@ class S3BlobStore:
             raise _fail("DeleteObject", exc) from None
 
     def list_ids(self, project_id: uuid.UUID) -> Iterator[str]:
+        return iter([b.blob_id for b in self.list_blobs(project_id)])
+
+    def list_blobs(self, project_id: uuid.UUID) -> Iterator[BlobInfo]:
         bucket = self.bucket_of(project_id)
-        ids: list[str] = []
+        found: list[BlobInfo] = []
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                ids += [o["Key"] for o in page.get("Contents", [])]
+                found += [
+                    BlobInfo(o["Key"], o["LastModified"])
+                    for o in page.get("Contents", [])
+                    if BLOB_ID_PATTERN.fullmatch(o["Key"])
+                ]
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return iter(())
             raise _fail("ListObjectsV2", exc) from None
         except BotoCoreError as exc:
             raise _fail("ListObjectsV2", exc) from None
-        return iter(sorted(i for i in ids if BLOB_ID_PATTERN.fullmatch(i)))
+        return iter(sorted(found, key=lambda b: b.blob_id))
+
+    def clear_incomplete(self, project_id: uuid.UUID, started_before: dt.datetime) -> int:
+        bucket = self.bucket_of(project_id)
+        client = self._client
+        aborted = 0
+        try:
+            for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+                for up in page.get("Uploads", []):
+                    if up["Initiated"] >= started_before:
+                        continue  # a put may still be streaming its parts
+                    try:
+                        client.abort_multipart_upload(
+                            Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]
+                        )
+                    except ClientError as exc:
+                        if _code(exc) != "NoSuchUpload":  # finished or aborted meanwhile
+                            raise
+                        continue
+                    aborted += 1
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return aborted
+            raise _fail("AbortMultipartUpload", exc) from None
+        except BotoCoreError as exc:
+            raise _fail("AbortMultipartUpload", exc) from None
+        return aborted
 
     def purge_project(self, project_id: uuid.UUID) -> int:
         bucket = self.bucket_of(project_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import stat
@@ -72,6 +73,15 @@ def leftovers(store: BlobStore, project: uuid.UUID) -> list[str]:
     except Exception:
         return []
     return [u["Key"] for u in out.get("Uploads", [])]
+
+
+def start_unfinished_write(store: BlobStore, project: uuid.UUID, blob_id: str) -> None:
+    """What a put that crashed half-way leaves: a temporary file, a pending multipart upload."""
+    if isinstance(store, LocalBlobStore):
+        (store.project_dir(project) / f".{blob_id}.q1w2e3r4.tmp").write_bytes(b"half")
+        return
+    assert isinstance(store, S3BlobStore)
+    store._client.create_multipart_upload(Bucket=store.bucket_of(project), Key=blob_id)
 
 
 def pseudo_random(n: int, seed: bytes = b"x") -> Iterator[bytes]:
@@ -208,6 +218,31 @@ class TestBlobStore:
         assert store.purge_project(p1) == 0  # idempotent
         store.put(p1, "again", [b"new life"])  # the container is recreated on demand
         assert list(store.list_ids(p1)) == ["again"]
+
+    def test_list_blobs_with_their_write_times(self, store: BlobStore) -> None:
+        project = uuid.uuid4()
+        assert list(store.list_blobs(project)) == []  # no container yet
+        names = ["b", "a.2", "A", "0-x"]
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)  # S3 keeps whole seconds
+        for name in names:
+            store.put(project, name, [b"x"])
+        after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+        listed = list(store.list_blobs(project))
+        assert [b.blob_id for b in listed] == sorted(names) == list(store.list_ids(project))
+        assert all(before <= b.written_at <= after for b in listed)
+
+    def test_unfinished_writes_cleared_only_once_old(self, store: BlobStore) -> None:
+        project = uuid.uuid4()
+        store.put(project, "done", [b"x"])
+        start_unfinished_write(store, project, "half")
+        now = dt.datetime.now(dt.UTC)
+        if isinstance(store, LocalBlobStore):  # moto dates every upload 2010-11-10
+            assert store.clear_incomplete(project, now - dt.timedelta(hours=1)) == 0
+        assert len(leftovers(store, project)) == 1  # a put may still be writing it
+        assert store.clear_incomplete(project, now + dt.timedelta(minutes=1)) == 1
+        assert leftovers(store, project) == []
+        assert list(store.list_ids(project)) == ["done"]
+        assert store.clear_incomplete(uuid.uuid4(), now) == 0  # no container
 
     def test_partial_read_releases_the_source(self, store: BlobStore) -> None:
         project = uuid.uuid4()

@@ -1,0 +1,232 @@
+"""Blobs that no row refers to are deleted: what a crash left in storage does not stay for ever.
+
+An image import writes each image's encrypted blob before its transaction commits. When the
+import dies before the commit (SIGKILL, a lost database connection, power), the transaction
+rolls back and nothing is visible, but the blobs it had written remain: ciphertext nobody can
+reach, which a retention policy or a deletion request still counts as the customer's data. A
+put that crashed half-way leaves a temporary file (local store) or a pending multipart upload
+(S3) the same way.
+
+The reconciler, per active project, in the platform's own context:
+
+1. lists the project's blobs, each with the time it was written;
+2. only then reads, in one snapshot, every blob id the project's rows refer to
+   (``items.blob_id``, ``exports.blob_id`` in any state), ordered like the listing;
+3. deletes each listed blob that no row refers to and that was written before the cutoff
+   (:data:`ORPHAN_GRACE` ago: an import still running, or an export build between recording
+   its blob id and writing the blob, is never that old);
+4. clears the incomplete writes started before the cutoff;
+5. records what it deleted as one ``blob.orphans_deleted`` event in the project's trail: the
+   count, the ids that fit in the event and the SHA-256 of the whole sorted list.
+
+Reading the references after the listing is what makes a deletion safe: a listed blob old
+enough to be a candidate was written before the cutoff, so the row that will refer to it (if
+any) has committed by the time of the snapshot, unless its transaction has run longer than the
+grace period. The primary server runs :func:`run_reconciler` daily; ``labelvault storage
+reconcile`` runs it by hand (``--dry-run`` lists without deleting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncServerCursor
+
+from labelvault.audit.record import audit_project
+from labelvault.db.context import ProjectContext
+from labelvault.kernel.actor import Actor
+from labelvault.kernel.errors import LabelVaultError
+from labelvault.kernel.periodic import every, jitter
+from labelvault.logs import get_logger
+from labelvault.storage import BlobNotFoundError, BlobStore
+from labelvault.tenancy.service import list_projects
+
+if TYPE_CHECKING:
+    from labelvault.platform import Platform
+
+log = get_logger(__name__)
+RECONCILER = Actor.system("blob-reconciler")
+SYSTEM = ProjectContext(None, "system")
+ORPHAN_GRACE = dt.timedelta(days=1)
+RECONCILE_SECONDS = 24 * 3600.0
+# the audit event names the blob ids that fit in one of its text fields, and the SHA-256 of
+# the whole list (sorted, one id per line), so a list kept elsewhere can be checked against it
+EVENT_ID_CHARS = 512
+# every blob id a row of the project refers to, in the listing's order (bytes: ids are ASCII)
+_REFERENCES = (
+    'SELECT b FROM (SELECT blob_id COLLATE "C" AS b FROM items WHERE blob_id IS NOT NULL '
+    'UNION SELECT blob_id COLLATE "C" FROM exports WHERE blob_id IS NOT NULL) r ORDER BY b'
+)
+
+_STILL_REFERENCED = (
+    "SELECT blob_id FROM items WHERE blob_id = ANY(%s) "
+    "UNION SELECT blob_id FROM exports WHERE blob_id = ANY(%s)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    project_id: uuid.UUID
+    blobs: int  # blobs listed
+    orphans: list[str] = field(default_factory=list)  # unreferenced and older than the cutoff
+    deleted: int = 0
+    left: int = 0  # the store could not delete them now: the next run tries again
+    incomplete_cleared: int = 0
+    error: str | None = None  # the run for this project failed (the type of the error)
+
+
+async def unreferenced(listed: Iterable[str], references: AsyncIterable[str]) -> list[str]:
+    """The ids of ``listed`` not in ``references``, both sorted in the same (byte) order; the
+    references stream past (a project may refer to millions of blobs)."""
+    refs = aiter(references)
+    ref = await anext(refs, None)
+    out = []
+    for blob_id in listed:
+        while ref is not None and ref < blob_id:
+            ref = await anext(refs, None)
+        if ref != blob_id:
+            out.append(blob_id)
+    return out
+
+
+async def _column(cursor: AsyncServerCursor[Any]) -> AsyncIterator[str]:
+    async for row in cursor:
+        yield row[0]
+
+
+async def reconcile_project(
+    platform: Platform,
+    project_id: uuid.UUID,
+    *,
+    cutoff: dt.datetime | None = None,
+    dry_run: bool = False,
+) -> ReconcileResult:
+    """Delete the project's blobs written before ``cutoff`` (default: :data:`ORPHAN_GRACE` ago)
+    that no row refers to, and the incomplete writes started before it."""
+    cutoff = cutoff or dt.datetime.now(dt.UTC) - ORPHAN_GRACE
+    store = platform.blobs
+    listed = await asyncio.to_thread(lambda: list(store.list_blobs(project_id)))
+    candidates = [b.blob_id for b in listed if b.written_at < cutoff]
+    if not candidates:
+        orphans: list[str] = []
+    else:
+        async with (
+            platform.db.project_tx(project_id, SYSTEM, mark_dirty=False) as conn,
+            conn.cursor(name="lv_blob_references") as cur,
+        ):
+            cur.itersize = 10_000
+            await cur.execute(_REFERENCES)
+            orphans = await unreferenced(candidates, _column(cur))
+            if orphans:  # asked again by id: a deletion never rests on the merge's order alone
+                again = await conn.execute(_STILL_REFERENCED, [orphans, orphans])
+                still = {row[0] for row in await again.fetchall()}
+                if still:
+                    log.error(
+                        "blob references changed or came out of order; those blobs are kept",
+                        project_id=str(project_id),
+                        kept=len(still),
+                    )
+                    orphans = [b for b in orphans if b not in still]
+    if dry_run:
+        return ReconcileResult(project_id, len(listed), orphans)
+    deleted = await asyncio.to_thread(_delete_all, store, project_id, orphans)
+    cleared = await asyncio.to_thread(store.clear_incomplete, project_id, cutoff)
+    if deleted or cleared:
+        async with platform.db.project_tx(project_id, SYSTEM) as conn:
+            await audit_project(
+                conn,
+                RECONCILER,
+                "blob.orphans_deleted",
+                resource_type="project",
+                resource_id=project_id,
+                project_id=project_id,
+                details=_event_details(deleted, cleared, cutoff),
+            )
+    return ReconcileResult(
+        project_id,
+        len(listed),
+        orphans,
+        deleted=len(deleted),
+        left=len(orphans) - len(deleted),
+        incomplete_cleared=cleared,
+    )
+
+
+def _event_details(
+    deleted: list[str], cleared: int, cutoff: dt.datetime
+) -> dict[str, str | int | None]:
+    named: list[str] = []
+    for blob_id in sorted(deleted):
+        if len(" ".join([*named, blob_id])) > EVENT_ID_CHARS:
+            break
+        named.append(blob_id)
+    return {
+        "deleted": len(deleted),
+        "blobs": " ".join(named) or None,
+        "blobs_not_named": len(deleted) - len(named),
+        "blobs_sha256": hashlib.sha256("\n".join(sorted(deleted)).encode()).hexdigest(),
+        "incomplete_cleared": cleared,
+        "written_before": cutoff.isoformat(),
+    }
+
+
+def _delete_all(store: BlobStore, project_id: uuid.UUID, blob_ids: list[str]) -> list[str]:
+    """The ids that are gone (deleted now, or already); a failure is logged and left."""
+    gone = []
+    for blob_id in blob_ids:
+        try:
+            store.delete(project_id, blob_id)
+        except BlobNotFoundError:
+            pass
+        except LabelVaultError as exc:
+            log.warning("orphan blob not deleted", project_id=str(project_id), error=exc.code)
+            continue
+        gone.append(blob_id)
+    return gone
+
+
+async def reconcile_all(
+    platform: Platform,
+    stop_event: asyncio.Event | None = None,
+    *,
+    cutoff: dt.datetime | None = None,
+    dry_run: bool = False,
+) -> list[ReconcileResult]:
+    """Reconcile every active project (until ``stop_event`` is set); one that fails is logged,
+    reported with its ``error``, and the others go on."""
+    results: list[ReconcileResult] = []
+    for project in await list_projects(platform.db, RECONCILER):
+        if stop_event is not None and stop_event.is_set():
+            break
+        try:
+            results.append(
+                await reconcile_project(platform, project.id, cutoff=cutoff, dry_run=dry_run)
+            )
+        except Exception as exc:
+            log.error(
+                "blob reconciliation failed",
+                project_id=str(project.id),
+                error_type=type(exc).__name__,
+            )
+            results.append(ReconcileResult(project.id, 0, error=type(exc).__name__))
+    return results
+
+
+async def run_reconciler(
+    platform: Platform, stop_event: asyncio.Event, interval: float = RECONCILE_SECONDS
+) -> None:
+    """Reconcile every ``interval`` seconds until ``stop_event`` is set (the primary server);
+    the first run comes one to two hours after the start."""
+    await every(
+        interval,
+        stop_event,
+        lambda: reconcile_all(platform, stop_event),
+        first=jitter(3600, 7200),
+        on_error=lambda exc: log.error("blob reconciliation failed", error_type=type(exc).__name__),
+    )
