@@ -21,3 +21,14 @@ def project_schema(project_id: uuid.UUID) -> str:
 
 def project_role(project_id: uuid.UUID) -> str:
     return PROJECT_ROLE_PREFIX + project_id.hex
+
+
+def project_of_schema(schema: str) -> uuid.UUID | None:
+    """The project whose schema this is (``p_<32 hex>``), else None."""
+    hex_part = schema.removeprefix(PROJECT_SCHEMA_PREFIX)
+    if hex_part == schema or len(hex_part) != 32:
+        return None
+    try:
+        return uuid.UUID(hex=hex_part)
+    except ValueError:
+        return None

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from labelvault.audit.record import audit_project
+from labelvault.db.context import ControlContext
+from labelvault.db.names import project_of_schema
 from labelvault.export.build import SYSTEM
 from labelvault.kernel.actor import Actor
 from labelvault.kernel.errors import LabelVaultError
@@ -113,15 +115,40 @@ def _delete(platform: Platform, project_id: uuid.UUID, blob_id: str) -> bool:
     return True
 
 
+# projects whose exports table has ever held a row: a table of zero blocks holds none, not
+# even an uncommitted one (an insert extends the file at once); read from the catalog, in one
+# control-plane statement, without opening any project's pool
+_EXPORTING = (
+    "SELECT c.relnamespace::regnamespace::text FROM pg_class c "
+    "WHERE c.relname = 'exports' AND c.relkind = 'r' "
+    "AND starts_with(c.relnamespace::regnamespace::text, 'p_') AND pg_relation_size(c.oid) > 0"
+)
+
+
+async def _projects_with_exports(platform: Platform) -> set[uuid.UUID] | None:
+    """The projects that have ever had an export, or None (sweep them all) if unreadable."""
+    try:
+        async with platform.db.control_tx(ControlContext.system_context()) as conn:
+            cur = await conn.execute(_EXPORTING)
+            schemas = {str(row[0]) for row in await cur.fetchall()}
+    except Exception as exc:
+        log.warning("export tables unreadable; sweeping every project", error=type(exc).__name__)
+        return None
+    return {p for s in schemas if (p := project_of_schema(s)) is not None}
+
+
 async def sweep_all(
     platform: Platform, stop_event: asyncio.Event | None = None
 ) -> list[SweepResult]:
-    """Sweep every active project (until ``stop_event`` is set); one that fails is logged,
-    reported with its ``error``, and the others go on."""
+    """Sweep every active project that has ever had an export (until ``stop_event`` is set);
+    one that fails is logged, reported with its ``error``, and the others go on."""
     results: list[SweepResult] = []
+    exporting = await _projects_with_exports(platform)
     for project in await list_projects(platform.db, SWEEPER):
         if stop_event is not None and stop_event.is_set():
             break
+        if exporting is not None and project.id not in exporting:
+            continue  # never exported: nothing to expire, no pool to open
         try:
             results.append(await sweep_project(platform, project.id))
         except Exception as exc:

@@ -225,6 +225,8 @@ async def test_a_project_that_cannot_be_swept_is_reported_and_the_others_are_swe
     try:
         built = await _ready_export(other, platform)
         await _set(platform, other, built["export_id"], "expires_at = now()")
+        r = await team.clients["data_owner"].post(team.url("/exports"), json={"format": "jsonl"})
+        assert r.status_code == 201, r.text  # an export: the project is swept
         real = expiry.sweep_project
 
         async def broken_for_one(p: Platform, project_id: object) -> expiry.SweepResult:
@@ -266,3 +268,50 @@ async def test_the_operator_sweeps_from_the_command_line(
         assert (await _row(platform, team, built["export_id"]))["state"] == "expired"
     finally:
         await close_team(team)
+
+
+async def test_projects_that_never_exported_are_not_visited(
+    platform: Platform,
+    server: ServerThread,
+    monkeypatch: pytest.MonkeyPatch,
+    only: Callable[..., None],
+) -> None:
+    """The hourly sweep opens the pool only of projects whose exports table has ever held a
+    row; a project's first request brings it in, and unreadable catalogs mean every project."""
+    from labelvault.export import expiry
+
+    team, _ = await annotated_text_team(platform, server, marker())
+    quiet, _ = await annotated_text_team(platform, server, marker())
+    never, _ = await annotated_text_team(platform, server, marker())
+    only(team, quiet, never)
+    try:
+        built = await _ready_export(team, platform)
+        await _set(platform, team, built["export_id"], "expires_at = now()")
+        visited: list[object] = []
+        real = expiry.sweep_project
+
+        async def spy(p: Platform, project_id: object) -> expiry.SweepResult:
+            visited.append(project_id)
+            return await real(p, project_id)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(expiry, "sweep_project", spy)
+        results = await sweep_all(platform)
+        assert visited == [team.project_id]
+        assert [(r.project_id, r.expired) for r in results] == [(team.project_id, 1)]
+
+        r = await quiet.clients["data_owner"].post(quiet.url("/exports"), json={"format": "csv"})
+        assert r.status_code == 201, r.text
+        visited.clear()
+        await sweep_all(platform)
+        assert set(visited) == {team.project_id, quiet.project_id}
+
+        async def unreadable(p: Platform) -> None:
+            return None
+
+        monkeypatch.setattr(expiry, "_projects_with_exports", unreadable)
+        visited.clear()
+        await sweep_all(platform)
+        assert set(visited) == {team.project_id, quiet.project_id, never.project_id}
+    finally:
+        for t in (team, quiet, never):
+            await close_team(t)
