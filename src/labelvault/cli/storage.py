@@ -30,7 +30,8 @@ def reconcile(
     """Delete the blobs no row refers to, now (the server does it daily).
 
     Only blobs written more than --grace-hours ago, and the remains of unfinished
-    writes started before then. Exit 1 if a project could not be reconciled."""
+    writes started before then. Exit 1 if a project could not be reconciled or an item's
+    image is missing from the store."""
     from labelvault.retention.orphans import ReconcileResult, reconcile_all
 
     settings = settings_or_fail(data_dir=data_dir)
@@ -43,7 +44,15 @@ def reconcile(
     for r in results:
         if r.error is not None:
             typer.echo(f"{r.project_id}: reconciliation failed ({r.error}); see the log", err=True)
-        elif dry_run:
+            continue
+        if r.missing:
+            more = f" (and {r.missing_unchecked} more not checked)" if r.missing_unchecked else ""
+            typer.echo(
+                f"{r.project_id}: {len(r.missing)} item image(s) missing from the store{more}: "
+                + " ".join(r.missing[:20]),
+                err=True,
+            )
+        if dry_run:
             for blob_id in r.orphans:
                 typer.echo(f"{r.project_id}: {blob_id}")
         elif r.deleted or r.left or r.incomplete_cleared:
@@ -61,5 +70,5 @@ def reconcile(
             f"{sum(r.incomplete_cleared for r in results)} unfinished write(s) cleared, "
             f"in {len(results)} project(s)"
         )
-    if any(r.error is not None for r in results):
+    if any(r.error is not None or r.missing for r in results):
         raise typer.Exit(1)

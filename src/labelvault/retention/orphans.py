@@ -16,7 +16,10 @@ The reconciler, per active project, in the platform's own context:
    (:data:`ORPHAN_GRACE` ago: an import still running, or an export build between recording
    its blob id and writing the blob, is never that old);
 4. clears the incomplete writes started before the cutoff;
-5. records what it deleted as one ``blob.orphans_deleted`` event in the project's trail: the
+5. reports the items whose image is not in the store (each asked for again after the
+   snapshot: an item that committed meanwhile had its image stored before it committed), as
+   an error in the log and in the command's exit status: lost data is an incident;
+6. records what it deleted as one ``blob.orphans_deleted`` event in the project's trail: the
    count, the ids that fit in the event and the SHA-256 of the whole sorted list.
 
 Reading the references after the listing is what makes a deletion safe: a listed blob old
@@ -45,6 +48,7 @@ from labelvault.kernel.errors import LabelVaultError
 from labelvault.kernel.periodic import every, jitter
 from labelvault.logs import get_logger
 from labelvault.storage import BlobNotFoundError, BlobStore
+from labelvault.storage.base import BlobInfo
 from labelvault.tenancy.service import list_projects
 
 if TYPE_CHECKING:
@@ -55,15 +59,18 @@ RECONCILER = Actor.system("blob-reconciler")
 SYSTEM = ProjectContext(None, "system")
 ORPHAN_GRACE = dt.timedelta(days=1)
 RECONCILE_SECONDS = 24 * 3600.0
+MISSING_CHECKS = 1000
 # the audit event names the blob ids that fit in one of its text fields, and the SHA-256 of
 # the whole list (sorted, one id per line), so a list kept elsewhere can be checked against it
 EVENT_ID_CHARS = 512
-# every blob id a row of the project refers to, in the listing's order (bytes: ids are ASCII)
+# every blob id a row of the project refers to, in the listing's order (bytes: ids are ASCII),
+# and whether an item refers to it (an item's image must exist; an export's bundle may be
+# gone once downloaded, or not written yet while it builds)
 _REFERENCES = (
-    'SELECT b FROM (SELECT blob_id COLLATE "C" AS b FROM items WHERE blob_id IS NOT NULL '
-    'UNION SELECT blob_id COLLATE "C" FROM exports WHERE blob_id IS NOT NULL) r ORDER BY b'
+    'SELECT b, bool_or(item) FROM (SELECT blob_id COLLATE "C" AS b, true AS item FROM items '
+    'WHERE blob_id IS NOT NULL UNION ALL SELECT blob_id COLLATE "C", false FROM exports '
+    "WHERE blob_id IS NOT NULL) r GROUP BY b ORDER BY b"
 )
-
 _STILL_REFERENCED = (
     "SELECT blob_id FROM items WHERE blob_id = ANY(%s) "
     "UNION SELECT blob_id FROM exports WHERE blob_id = ANY(%s)"
@@ -78,26 +85,46 @@ class ReconcileResult:
     deleted: int = 0
     left: int = 0  # the store could not delete them now: the next run tries again
     incomplete_cleared: int = 0
+    # item images that are not in the store (checked one by one, at most MISSING_CHECKS)
+    missing: list[str] = field(default_factory=list)
+    missing_unchecked: int = 0  # more items whose image was not listed, beyond the checks
     error: str | None = None  # the run for this project failed (the type of the error)
 
 
-async def unreferenced(listed: Iterable[str], references: AsyncIterable[str]) -> list[str]:
-    """The ids of ``listed`` not in ``references``, both sorted in the same (byte) order; the
-    references stream past (a project may refer to millions of blobs)."""
+@dataclass
+class Comparison:
+    unreferenced: list[BlobInfo] = field(default_factory=list)  # stored, no row refers to it
+    unlisted_items: list[str] = field(default_factory=list)  # an item refers to it, not stored
+
+
+async def compare(
+    listed: Iterable[BlobInfo], references: AsyncIterable[tuple[str, bool]]
+) -> Comparison:
+    """Merge the store's listing with the rows' references (``(blob id, an item's?)``), both
+    sorted in the same (byte) order; the references stream past (a project may refer to
+    millions of blobs)."""
+    out = Comparison()
     refs = aiter(references)
     ref = await anext(refs, None)
-    out = []
-    for blob_id in listed:
-        while ref is not None and ref < blob_id:
+    for blob in listed:
+        while ref is not None and ref[0] < blob.blob_id:
+            if ref[1]:
+                out.unlisted_items.append(ref[0])
             ref = await anext(refs, None)
-        if ref != blob_id:
-            out.append(blob_id)
+        if ref is not None and ref[0] == blob.blob_id:
+            ref = await anext(refs, None)
+        else:
+            out.unreferenced.append(blob)
+    while ref is not None:
+        if ref[1]:
+            out.unlisted_items.append(ref[0])
+        ref = await anext(refs, None)
     return out
 
 
-async def _column(cursor: AsyncServerCursor[Any]) -> AsyncIterator[str]:
-    async for row in cursor:
-        yield row[0]
+async def _rows(cursor: AsyncServerCursor[Any]) -> AsyncIterator[tuple[str, bool]]:
+    async for blob_id, of_item in cursor:
+        yield str(blob_id), bool(of_item)
 
 
 async def reconcile_project(
@@ -112,29 +139,42 @@ async def reconcile_project(
     cutoff = cutoff or dt.datetime.now(dt.UTC) - ORPHAN_GRACE
     store = platform.blobs
     listed = await asyncio.to_thread(lambda: list(store.list_blobs(project_id)))
-    candidates = [b.blob_id for b in listed if b.written_at < cutoff]
-    if not candidates:
-        orphans: list[str] = []
-    else:
-        async with (
-            platform.db.project_tx(project_id, SYSTEM, mark_dirty=False) as conn,
-            conn.cursor(name="lv_blob_references") as cur,
-        ):
-            cur.itersize = 10_000
-            await cur.execute(_REFERENCES)
-            orphans = await unreferenced(candidates, _column(cur))
-            if orphans:  # asked again by id: a deletion never rests on the merge's order alone
-                again = await conn.execute(_STILL_REFERENCED, [orphans, orphans])
-                still = {row[0] for row in await again.fetchall()}
-                if still:
-                    log.error(
-                        "blob references changed or came out of order; those blobs are kept",
-                        project_id=str(project_id),
-                        kept=len(still),
-                    )
-                    orphans = [b for b in orphans if b not in still]
+    async with (
+        platform.db.project_tx(project_id, SYSTEM, mark_dirty=False) as conn,
+        conn.cursor(name="lv_blob_references") as cur,
+    ):
+        cur.itersize = 10_000
+        await cur.execute(_REFERENCES)
+        found = await compare(listed, _rows(cur))
+        orphans = [b.blob_id for b in found.unreferenced if b.written_at < cutoff]
+        if orphans:  # asked again by id: a deletion never rests on the merge's order alone
+            again = await conn.execute(_STILL_REFERENCED, [orphans, orphans])
+            still = {row[0] for row in await again.fetchall()}
+            if still:
+                log.error(
+                    "blob references changed or came out of order; those blobs are kept",
+                    project_id=str(project_id),
+                    kept=len(still),
+                )
+                orphans = [b for b in orphans if b not in still]
+    # an item committed after the listing began has its image stored by now: asked again
+    checked = found.unlisted_items[:MISSING_CHECKS]
+    missing = await asyncio.to_thread(
+        lambda: [b for b in checked if not store.exists(project_id, b)]
+    )
+    unchecked = len(found.unlisted_items) - len(checked)
+    if missing:
+        log.error(
+            "item images missing from the blob store",
+            project_id=str(project_id),
+            missing=len(missing),
+            unchecked=unchecked,
+            first=missing[0],
+        )
     if dry_run:
-        return ReconcileResult(project_id, len(listed), orphans)
+        return ReconcileResult(
+            project_id, len(listed), orphans, missing=missing, missing_unchecked=unchecked
+        )
     deleted = await asyncio.to_thread(_delete_all, store, project_id, orphans)
     cleared = await asyncio.to_thread(store.clear_incomplete, project_id, cutoff)
     if deleted or cleared:
@@ -155,6 +195,8 @@ async def reconcile_project(
         deleted=len(deleted),
         left=len(orphans) - len(deleted),
         incomplete_cleared=cleared,
+        missing=missing,
+        missing_unchecked=unchecked,
     )
 
 

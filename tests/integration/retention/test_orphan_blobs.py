@@ -30,6 +30,7 @@ from labelvault.platform import Platform
 from labelvault.retention.orphans import reconcile_project
 from labelvault.settings import Settings
 from labelvault.storage import LocalBlobStore
+from labelvault.storage.base import BlobInfo
 
 SYSTEM = ProjectContext(None, "system")
 IMAGES = {"kind": "image_classification", "labels": ["cat", "dog"]}
@@ -150,10 +151,14 @@ async def test_a_referenced_blob_survives_a_merge_gone_wrong(
     call referenced blobs orphans: each is asked for again by id before it is deleted."""
     from labelvault.retention import orphans
 
-    async def everything(listed: Iterable[str], references: AsyncIterable[str]) -> list[str]:
-        return list(listed)
+    async def everything(
+        listed: Iterable[BlobInfo], references: AsyncIterable[tuple[str, bool]]
+    ) -> orphans.Comparison:
+        async for _ in references:
+            pass
+        return orphans.Comparison(unreferenced=list(listed))
 
-    monkeypatch.setattr(orphans, "unreferenced", everything)
+    monkeypatch.setattr(orphans, "compare", everything)
     team = await _image_team(platform, server)
     try:
         pid = team.project_id
@@ -162,6 +167,31 @@ async def test_a_referenced_blob_survives_a_merge_gone_wrong(
         done = await reconcile_project(platform, pid, cutoff=_later())
         assert set(done.orphans) == planted and done.deleted == 2
         assert _stored(platform, pid) == referenced
+    finally:
+        await close_team(team)
+
+
+async def test_a_lost_image_is_reported(platform: Platform, server: ServerThread) -> None:
+    """An item whose image is not in the store is lost data: named in the result (and, from the
+    command, in its exit status); a bundle already deleted after its download is not."""
+    team = await _image_team(platform, server)
+    try:
+        pid = team.project_id
+        async with platform.db.project_tx(pid, SYSTEM) as conn:
+            cur = await conn.execute("SELECT min(blob_id) FROM items")
+            row = await cur.fetchone()
+            assert row is not None
+            lost = str(row[0])
+            cur = await conn.execute("SELECT blob_id FROM exports WHERE blob_id IS NOT NULL")
+            bundles = [str(r[0]) for r in await cur.fetchall()]
+        assert len(bundles) == 1
+        clean = await reconcile_project(platform, pid)
+        assert (clean.missing, clean.missing_unchecked) == ([], 0)
+        for blob_id in (lost, *bundles):
+            platform.blobs.delete(pid, blob_id)
+        result = await reconcile_project(platform, pid, cutoff=_later())
+        assert (result.missing, result.missing_unchecked) == ([lost], 0)
+        assert (result.orphans, result.deleted) == ([], 0)
     finally:
         await close_team(team)
 
@@ -230,5 +260,12 @@ async def test_the_operator_reconciles_from_the_command_line(
 
         refused = await cli("--grace-hours", "0")
         assert refused.returncode != 0 and "grace-hours" in refused.stderr
+
+        # a lost image is an incident: named, and the exit status says so
+        lost = min(b for b in referenced if b.startswith("item-"))
+        platform.blobs.delete(pid, lost)
+        incident = await cli("--dry-run")
+        assert incident.returncode == 1, incident.stdout
+        assert f"{pid}: 1 item image(s) missing from the store: {lost}" in incident.stderr
     finally:
         await close_team(team)

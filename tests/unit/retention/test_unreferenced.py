@@ -1,34 +1,48 @@
-"""The reconciler's merge of the store's listing with the rows' references: exactly the listed
-ids no row refers to, whatever the two sorted streams hold."""
+"""The reconciler's merge of the store's listing with the rows' references: exactly the stored
+blobs no row refers to, and exactly the items' blobs that are not stored, whatever the two
+sorted streams hold."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labelvault.retention.orphans import unreferenced
-from labelvault.storage.base import BLOB_ID_PATTERN
+from labelvault.retention.orphans import compare
+from labelvault.storage.base import BLOB_ID_PATTERN, BlobInfo
 
 blob_ids = st.from_regex(BLOB_ID_PATTERN, fullmatch=True)
+WHEN = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-async def _stream(values: list[str]) -> AsyncIterator[str]:
-    for value in values:
-        yield value
+async def _stream(refs: dict[str, bool]) -> AsyncIterator[tuple[str, bool]]:
+    for blob_id in sorted(refs):
+        yield blob_id, refs[blob_id]
 
 
-@given(st.sets(blob_ids, max_size=40), st.sets(blob_ids, max_size=40), st.sets(blob_ids))
-def test_exactly_the_unreferenced(stored: set[str], both: set[str], rows: set[str]) -> None:
-    listed = sorted(stored | both)
-    references = sorted(both | rows)
-    out = asyncio.run(unreferenced(listed, _stream(references)))
-    assert out == sorted(set(listed) - set(references))
+@given(
+    st.sets(blob_ids, max_size=40),
+    st.dictionaries(blob_ids, st.booleans(), max_size=40),
+    st.dictionaries(blob_ids, st.booleans(), max_size=40),
+)
+def test_exactly_the_unreferenced_and_the_unlisted(
+    stored_only: set[str], both: dict[str, bool], rows_only: dict[str, bool]
+) -> None:
+    refs = rows_only | both
+    stored = stored_only | set(both)
+    listed = [BlobInfo(b, WHEN) for b in sorted(stored)]
+    out = asyncio.run(compare(listed, _stream(refs)))
+    assert [b.blob_id for b in out.unreferenced] == sorted(stored - set(refs))
+    assert out.unlisted_items == sorted(
+        b for b, of_item in refs.items() if b not in stored and of_item
+    )
 
 
 def test_byte_order_of_mixed_case_and_punctuation() -> None:
-    listed = ["0-a", "A", "Z.b", "_", "a", "item-1"]
-    out = asyncio.run(unreferenced(listed, _stream(["A", "a", "b"])))
-    assert out == ["0-a", "Z.b", "_", "item-1"]
+    listed = [BlobInfo(b, WHEN) for b in ["0-a", "A", "Z.b", "_", "a", "item-1"]]
+    out = asyncio.run(compare(listed, _stream({"A": True, "a": False, "b": True, "B": False})))
+    assert [b.blob_id for b in out.unreferenced] == ["0-a", "Z.b", "_", "item-1"]
+    assert out.unlisted_items == ["b"]
