@@ -39,6 +39,7 @@ import hashlib
 import os
 import struct
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -274,7 +275,9 @@ async def chain_connection(platform: Platform, chain_id: str) -> Any:
         async with platform.db.control_tx(ControlContext.system_context()) as conn:
             yield conn, "lv_control.audit_events"
     elif project_id is not None:
-        async with platform.db.project_tx(project_id, ProjectContext(None, "system")) as conn:
+        async with platform.db.project_tx(
+            project_id, ProjectContext(None, "system"), mark_dirty=False
+        ) as conn:  # reading a chain appends nothing
             yield conn, f"{project_schema(project_id)}.audit_events"
     else:
         raise ValueError(f"unknown chain id {chain_id!r}")
@@ -334,6 +337,13 @@ _WRITE_COUNTERS = (
     "WHERE relname IN ('audit_pending', 'audit_events') AND starts_with(schemaname, 'p_') "
     "GROUP BY schemaname"
 )
+# the statistics' epoch: a restart (crash, failover) or a reset starts the counters again
+_STATISTICS_EPOCH = (
+    "SELECT current_setting('track_counts')::boolean, pg_postmaster_start_time()::text, "
+    "(SELECT stats_reset::text FROM pg_stat_database WHERE datname = current_database())"
+)
+# every chain is visited at least this often, whatever the statistics say
+FULL_VISIT_S: Final = 3600.0
 
 
 class ChainActivity:
@@ -341,32 +351,62 @@ class ChainActivity:
     chain nobody wrote to since its last visit is skipped without opening its project's pool
     (every 5 minutes over hundreds of projects, those visits evicted the busy pools).
 
-    The counters are PostgreSQL's statistics of the chain's two tables (rows inserted into
-    ``audit_pending`` and ``audit_events``), read for every project in one control-plane query.
-    They reach the statistics within about a second of each commit; a chain whose counters
-    differ in any way from those of its last successful visit (more events, or statistics
-    reset by a crash) is visited, as is every chain when the statistics cannot be read. The
-    control chain is always visited. ``labelvault audit checkpoint`` visits every chain."""
+    A project chain is visited when any of these holds:
+
+    * this process wrote to the project since the chain's last successful visit
+      (``RuntimeDatabase.take_written_projects``);
+    * PostgreSQL's statistics of the chain's two tables (rows inserted into ``audit_pending``
+      and ``audit_events``, read for every project in one control-plane query; a commit reaches
+      them within about ten seconds) differ from those of its last successful visit, which
+      covers the other server processes and hosts;
+    * the statistics cannot be read, are off (``track_counts``), or started again (a restart
+      of PostgreSQL, a failover, a reset): every chain;
+    * an hour has passed since every chain was last visited.
+
+    The control chain is always visited; ``labelvault audit checkpoint`` visits every chain."""
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
+        self._pending: set[str] = set()  # written by this process, not yet visited
+        self._epoch: tuple[str, str] | None = None
+        self._last_full: float | None = None
+        self.full = True  # this run visits every chain
 
     async def counters(self, platform: Platform) -> dict[str, int] | None:
-        """Each project schema's counter now, or None when the statistics are unreadable."""
+        """Each project schema's counter now (None: unreadable or off); decides :attr:`full`."""
         from labelvault.db.context import ControlContext
 
+        self._pending |= {project_chain_id(p) for p in platform.db.take_written_projects()}
+        now = time.monotonic()
+        self.full = self._last_full is None or now - self._last_full >= FULL_VISIT_S
         try:
             async with platform.db.control_tx(ControlContext.system_context()) as conn:
+                cur = await conn.execute(_STATISTICS_EPOCH)
+                row = await cur.fetchone()
                 cur = await conn.execute(_WRITE_COUNTERS)
-                return {str(schema): int(n) for schema, n in await cur.fetchall()}
+                counters = {str(schema): int(n) for schema, n in await cur.fetchall()}
         except Exception as exc:
             log.warning("audit chain statistics unreadable", error_type=type(exc).__name__)
             return None
+        if row is None or not row[0]:  # statistics off: nothing to compare
+            return None
+        epoch = (str(row[1]), str(row[2]))
+        if epoch != self._epoch:  # counters started again: every chain, once
+            self._epoch, self._seen, self.full = epoch, {}, True
+        if self.full:
+            self._last_full = now
+        return counters
 
     def moved(self, chain_id: str, counter: int | None) -> bool:
-        return counter is None or self._seen.get(chain_id) != counter
+        return (
+            self.full
+            or counter is None
+            or chain_id in self._pending
+            or self._seen.get(chain_id) != counter
+        )
 
     def visited(self, chain_id: str, counter: int | None) -> None:
+        self._pending.discard(chain_id)
         if counter is not None:
             self._seen[chain_id] = counter
 
@@ -386,8 +426,9 @@ async def checkpoint_all(
     for chain_id in await active_chains(platform):
         counter = None
         project_id = project_of_chain(chain_id)
-        if activity is not None and counters is not None and project_id is not None:
-            counter = counters.get(project_schema(project_id), 0)
+        if activity is not None and project_id is not None:
+            if counters is not None:
+                counter = counters.get(project_schema(project_id), 0)
             if not activity.moved(chain_id, counter):
                 continue
         try:

@@ -52,6 +52,8 @@ def reconcile(
                 + " ".join(r.missing[:20]),
                 err=True,
             )
+        if r.import_running:
+            typer.echo(f"{r.project_id}: an import is running; its orphans wait for the next run")
         if dry_run:
             for blob_id in r.orphans:
                 typer.echo(f"{r.project_id}: {blob_id}")

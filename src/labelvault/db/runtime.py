@@ -194,6 +194,7 @@ class RuntimeDatabase:
         self._project_conn_max = project_conn_max
         self._projects: ProjectPools | None = None
         self._dirty: set[uuid.UUID] = set()
+        self._written: set[uuid.UUID] = set()
 
     def set_credential_loader(self, loader: CredentialLoader) -> None:
         self._loader = loader
@@ -271,12 +272,19 @@ class RuntimeDatabase:
             self.mark_dirty(project_id)
 
     def mark_dirty(self, project_id: uuid.UUID) -> None:
-        """The project may have unsealed audit events: the sealer looks at it on its next run."""
+        """The project may have unsealed audit events: the sealer looks at it on its next run,
+        and the checkpointer (:meth:`take_written_projects`) on its next one."""
         self._dirty.add(project_id)
+        self._written.add(project_id)
 
     def take_dirty_projects(self) -> set[uuid.UUID]:
         dirty, self._dirty = self._dirty, set()
         return dirty
+
+    def take_written_projects(self) -> set[uuid.UUID]:
+        """The projects this process may have appended audit events to since the last call."""
+        written, self._written = self._written, set()
+        return written
 
 
 __all__ = ["ProjectPools", "RuntimeDatabase", "Statement", "commit_with", "dict_row"]

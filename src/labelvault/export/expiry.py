@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 SWEEPER = Actor.system("export-sweeper")
-# hourly: retention is counted in hours, and each sweep opens every project's pool
+# hourly: retention is counted in hours, and each sweep opens the pool of every project that
+# has ever exported
 SWEEP_SECONDS = 3600.0
 DOWNLOAD_GRACE = "1 day"
 # final states whose bundle nothing needs; a building export's blob belongs to its build
@@ -129,6 +130,8 @@ async def _projects_with_exports(platform: Platform) -> set[uuid.UUID] | None:
     """The projects that have ever had an export, or None (sweep them all) if unreadable."""
     try:
         async with platform.db.control_tx(ControlContext.system_context()) as conn:
+            # each size takes a share lock on its table: never queue behind a migration's
+            await conn.execute("SET LOCAL lock_timeout = '5s'")
             cur = await conn.execute(_EXPORTING)
             schemas = {str(row[0]) for row in await cur.fetchall()}
     except Exception as exc:

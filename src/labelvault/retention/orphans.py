@@ -10,28 +10,28 @@ put that crashed half-way leaves a temporary file (local store) or a pending mul
 The reconciler, per active project, in the platform's own context:
 
 1. lists the project's blobs, each with the time it was written;
-2. only then reads, in one snapshot, every blob id the project's rows refer to
-   (``items.blob_id``, ``exports.blob_id`` in any state), ordered like the listing;
-3. deletes each listed blob that no row refers to and that was written before the cutoff
-   (:data:`ORPHAN_GRACE` ago: an import still running, or an export build between recording
-   its blob id and writing the blob, is never that old);
-4. clears the incomplete writes started before the cutoff;
+2. only then, holding the project's settings row ``FOR SHARE``, reads in one snapshot every
+   blob id the project's rows refer to (``items.blob_id``, ``exports.blob_id`` in any state),
+   ordered like the listing. An import holds that row ``FOR UPDATE`` from before its first blob
+   to its commit: while one runs, nothing is deleted in this project this time;
+3. records the orphans, the listed blobs that no row refers to (asked again by id) and that
+   were written before the cutoff (:data:`ORPHAN_GRACE` ago), as one ``blob.orphan_delete``
+   event in the project's trail (the count, the ids that fit in the event and the SHA-256 of
+   the whole sorted list), then deletes them;
+4. clears the unfinished writes started before the cutoff;
 5. reports the items whose image is not in the store (each asked for again after the
    snapshot: an item that committed meanwhile had its image stored before it committed), as
-   an error in the log and in the command's exit status: lost data is an incident;
-6. records what it deleted as one ``blob.orphans_deleted`` event in the project's trail: the
-   count, the ids that fit in the event and the SHA-256 of the whole sorted list.
+   an error in the log and in the command's exit status: lost data is an incident.
 
-Reading the references after the listing is what makes a deletion safe: a listed blob old
-enough to be a candidate was written before the cutoff, so the row that will refer to it (if
-any) has committed by the time of the snapshot, unless its transaction has run longer than the
-grace period. The primary server runs :func:`run_reconciler` daily; ``labelvault storage
-reconcile`` runs it by hand (``--dry-run`` lists without deleting).
+Export bundles are safe because a build records its bundle's id before writing the bundle, and
+key rotation rewrites a blob under its own id. The primary server runs :func:`run_reconciler`
+daily; ``labelvault storage reconcile`` runs it by hand (``--dry-run`` lists without deleting).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -39,7 +39,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from psycopg import AsyncServerCursor
+import psycopg
+from psycopg import AsyncConnection, AsyncServerCursor
 
 from labelvault.audit.record import audit_project
 from labelvault.db.context import ProjectContext
@@ -88,6 +89,7 @@ class ReconcileResult:
     # item images that are not in the store (checked one by one, at most MISSING_CHECKS)
     missing: list[str] = field(default_factory=list)
     missing_unchecked: int = 0  # more items whose image was not listed, beyond the checks
+    import_running: bool = False  # an import was running: no orphan was deleted this time
     error: str | None = None  # the run for this project failed (the type of the error)
 
 
@@ -139,14 +141,15 @@ async def reconcile_project(
     cutoff = cutoff or dt.datetime.now(dt.UTC) - ORPHAN_GRACE
     store = platform.blobs
     listed = await asyncio.to_thread(lambda: list(store.list_blobs(project_id)))
-    async with (
-        platform.db.project_tx(project_id, SYSTEM, mark_dirty=False) as conn,
-        conn.cursor(name="lv_blob_references") as cur,
-    ):
-        cur.itersize = 10_000
-        await cur.execute(_REFERENCES)
-        found = await compare(listed, _rows(cur))
+    async with platform.db.project_tx(project_id, SYSTEM, mark_dirty=False) as conn:
+        importing = not await _no_import_running(conn)
+        async with conn.cursor(name="lv_blob_references") as cur:
+            cur.itersize = 10_000
+            await cur.execute(_REFERENCES)
+            found = await compare(listed, _rows(cur))
         orphans = [b.blob_id for b in found.unreferenced if b.written_at < cutoff]
+        if importing:
+            orphans = []  # the import's blobs may be old and not yet referenced: next time
         if orphans:  # asked again by id: a deletion never rests on the merge's order alone
             again = await conn.execute(_STILL_REFERENCED, [orphans, orphans])
             still = {row[0] for row in await again.fetchall()}
@@ -171,49 +174,67 @@ async def reconcile_project(
             unchecked=unchecked,
             first=missing[0],
         )
+    result = ReconcileResult(
+        project_id,
+        len(listed),
+        orphans,
+        missing=missing,
+        missing_unchecked=unchecked,
+        import_running=importing,
+    )
     if dry_run:
-        return ReconcileResult(
-            project_id, len(listed), orphans, missing=missing, missing_unchecked=unchecked
-        )
-    deleted = await asyncio.to_thread(_delete_all, store, project_id, orphans)
-    cleared = await asyncio.to_thread(store.clear_incomplete, project_id, cutoff)
-    if deleted or cleared:
+        return result
+    deleted: list[str] = []
+    if orphans:  # recorded first: no blob is deleted without its record
         async with platform.db.project_tx(project_id, SYSTEM) as conn:
             await audit_project(
                 conn,
                 RECONCILER,
-                "blob.orphans_deleted",
+                "blob.orphan_delete",
                 resource_type="project",
                 resource_id=project_id,
                 project_id=project_id,
-                details=_event_details(deleted, cleared, cutoff),
+                details=_event_details(orphans, cutoff),
             )
-    return ReconcileResult(
-        project_id,
-        len(listed),
-        orphans,
+        deleted = await asyncio.to_thread(_delete_all, store, project_id, orphans)
+    cleared = 0
+    try:
+        cleared = await asyncio.to_thread(store.clear_incomplete, project_id, cutoff)
+    except LabelVaultError as exc:  # the store away, or a permission missing: next time
+        log.warning("unfinished writes not cleared", project_id=str(project_id), error=exc.code)
+    if cleared:
+        log.info("unfinished writes cleared", project_id=str(project_id), count=cleared)
+    return dataclasses.replace(
+        result,
         deleted=len(deleted),
         left=len(orphans) - len(deleted),
         incomplete_cleared=cleared,
-        missing=missing,
-        missing_unchecked=unchecked,
     )
 
 
-def _event_details(
-    deleted: list[str], cleared: int, cutoff: dt.datetime
-) -> dict[str, str | int | None]:
+async def _no_import_running(conn: AsyncConnection[Any]) -> bool:
+    """An import holds the project's settings row (``FOR UPDATE``) from before its first blob
+    to its commit; taking it ``FOR SHARE`` until the references are read fails while one runs,
+    and makes one that starts now wait (its blobs are then younger than the listing)."""
+    try:
+        async with conn.transaction():  # a savepoint: the refusal leaves the rest usable
+            await conn.execute("SELECT 1 FROM settings FOR SHARE NOWAIT")
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
+
+
+def _event_details(orphans: list[str], cutoff: dt.datetime) -> dict[str, str | int | None]:
     named: list[str] = []
-    for blob_id in sorted(deleted):
+    for blob_id in sorted(orphans):
         if len(" ".join([*named, blob_id])) > EVENT_ID_CHARS:
             break
         named.append(blob_id)
     return {
-        "deleted": len(deleted),
+        "orphans": len(orphans),
         "blobs": " ".join(named) or None,
-        "blobs_not_named": len(deleted) - len(named),
-        "blobs_sha256": hashlib.sha256("\n".join(sorted(deleted)).encode()).hexdigest(),
-        "incomplete_cleared": cleared,
+        "blobs_not_named": len(orphans) - len(named),
+        "blobs_sha256": hashlib.sha256("\n".join(sorted(orphans)).encode()).hexdigest(),
         "written_before": cutoff.isoformat(),
     }
 

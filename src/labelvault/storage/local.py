@@ -172,16 +172,24 @@ class LocalBlobStore:
         return iter(sorted(found, key=lambda b: b.blob_id))
 
     def clear_incomplete(self, project_id: uuid.UUID, started_before: dt.datetime) -> int:
-        removed = 0
+        removed = failed = 0
         for e in self._entries(project_id):
             if not _TEMPORARY.fullmatch(e.name):
                 continue
-            with contextlib.suppress(FileNotFoundError):  # its put finished or failed meanwhile
-                if _utc(e.stat(follow_symlinks=False).st_mtime) < started_before:
-                    os.unlink(e.path)
-                    removed += 1
+            try:
+                if _utc(e.stat(follow_symlinks=False).st_mtime) >= started_before:
+                    continue  # a put may still be writing it
+                os.unlink(e.path)
+            except FileNotFoundError:  # its put finished or failed meanwhile
+                continue
+            except OSError:
+                failed += 1
+                continue
+            removed += 1
         if removed:
             _fsync_dir(self.project_dir(project_id))
+        if failed:
+            raise BlobStoreError(f"{failed} unfinished write(s) of {project_id} not removed")
         return removed
 
     def purge_project(self, project_id: uuid.UUID) -> int:

@@ -299,27 +299,37 @@ class S3BlobStore:
     def clear_incomplete(self, project_id: uuid.UUID, started_before: dt.datetime) -> int:
         bucket = self.bucket_of(project_id)
         client = self._client
-        aborted = 0
+        stale: list[tuple[str, str]] = []
         try:
             for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
-                for up in page.get("Uploads", []):
-                    if up["Initiated"] >= started_before:
-                        continue  # a put may still be streaming its parts
-                    try:
-                        client.abort_multipart_upload(
-                            Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]
-                        )
-                    except ClientError as exc:
-                        if _code(exc) != "NoSuchUpload":  # finished or aborted meanwhile
-                            raise
-                        continue
-                    aborted += 1
+                stale += [
+                    (up["Key"], up["UploadId"])
+                    for up in page.get("Uploads", [])
+                    if up["Initiated"] < started_before  # younger: a put may still be writing
+                ]
         except ClientError as exc:
             if _code(exc) in _MISSING:
-                return aborted
-            raise _fail("AbortMultipartUpload", exc) from None
+                return 0
+            raise _fail("ListMultipartUploads", exc) from None
         except BotoCoreError as exc:
-            raise _fail("AbortMultipartUpload", exc) from None
+            raise _fail("ListMultipartUploads", exc) from None
+        aborted = failed = 0
+        for key, upload_id in stale:
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except ClientError as exc:
+                if _code(exc) not in ("NoSuchUpload", *_MISSING):  # finished meanwhile: fine
+                    failed += 1
+                continue
+            except BotoCoreError:
+                failed += 1
+                continue
+            aborted += 1
+        if failed:
+            raise BlobStoreError(
+                f"S3 AbortMultipartUpload failed for {failed} upload(s) in {bucket} "
+                f"({aborted} aborted)"
+            )
         return aborted
 
     def purge_project(self, project_id: uuid.UUID) -> int:

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import os
 import stat
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,8 +78,10 @@ def leftovers(store: BlobStore, project: uuid.UUID) -> list[str]:
 
 def start_unfinished_write(store: BlobStore, project: uuid.UUID, blob_id: str) -> None:
     """What a put that crashed half-way leaves: a temporary file, a pending multipart upload."""
-    if isinstance(store, LocalBlobStore):
-        (store.project_dir(project) / f".{blob_id}.q1w2e3r4.tmp").write_bytes(b"half")
+    if isinstance(store, LocalBlobStore):  # named as a put names it
+        where = store.project_dir(project)
+        fd, _ = tempfile.mkstemp(prefix=f".{blob_id}.", suffix=".tmp", dir=where)
+        os.close(fd)
         return
     assert isinstance(store, S3BlobStore)
     store._client.create_multipart_upload(Bucket=store.bucket_of(project), Key=blob_id)
