@@ -97,29 +97,37 @@ class ReconcileResult:
 class Comparison:
     unreferenced: list[BlobInfo] = field(default_factory=list)  # stored, no row refers to it
     unlisted_items: list[str] = field(default_factory=list)  # an item refers to it, not stored
+    unlisted_total: int = 0  # all of those (the list keeps only the first ``keep``)
 
 
 async def compare(
-    listed: Iterable[BlobInfo], references: AsyncIterable[tuple[str, bool]]
+    listed: Iterable[BlobInfo],
+    references: AsyncIterable[tuple[str, bool]],
+    keep: int = MISSING_CHECKS,
 ) -> Comparison:
     """Merge the store's listing with the rows' references (``(blob id, an item's?)``), both
     sorted in the same (byte) order; the references stream past (a project may refer to
     millions of blobs)."""
     out = Comparison()
+
+    def unlisted(ref: tuple[str, bool]) -> None:
+        if ref[1]:
+            out.unlisted_total += 1
+            if len(out.unlisted_items) < keep:
+                out.unlisted_items.append(ref[0])
+
     refs = aiter(references)
     ref = await anext(refs, None)
     for blob in listed:
         while ref is not None and ref[0] < blob.blob_id:
-            if ref[1]:
-                out.unlisted_items.append(ref[0])
+            unlisted(ref)
             ref = await anext(refs, None)
         if ref is not None and ref[0] == blob.blob_id:
             ref = await anext(refs, None)
         else:
             out.unreferenced.append(blob)
     while ref is not None:
-        if ref[1]:
-            out.unlisted_items.append(ref[0])
+        unlisted(ref)
         ref = await anext(refs, None)
     return out
 
@@ -161,11 +169,11 @@ async def reconcile_project(
                 )
                 orphans = [b for b in orphans if b not in still]
     # an item committed after the listing began has its image stored by now: asked again
-    checked = found.unlisted_items[:MISSING_CHECKS]
+    checked = found.unlisted_items
     missing = await asyncio.to_thread(
         lambda: [b for b in checked if not store.exists(project_id, b)]
     )
-    unchecked = len(found.unlisted_items) - len(checked)
+    unchecked = found.unlisted_total - len(checked)
     if missing:
         log.error(
             "item images missing from the blob store",

@@ -36,9 +36,10 @@ def test_exactly_the_unreferenced_and_the_unlisted(
     listed = [BlobInfo(b, WHEN) for b in sorted(stored)]
     out = asyncio.run(compare(listed, _stream(refs)))
     assert [b.blob_id for b in out.unreferenced] == sorted(stored - set(refs))
-    assert out.unlisted_items == sorted(
-        b for b, of_item in refs.items() if b not in stored and of_item
-    )
+    unlisted = sorted(b for b, of_item in refs.items() if b not in stored and of_item)
+    assert out.unlisted_items == unlisted and out.unlisted_total == len(unlisted)
+    kept = asyncio.run(compare(listed, _stream(refs), keep=2))
+    assert kept.unlisted_items == unlisted[:2] and kept.unlisted_total == len(unlisted)
 
 
 def test_byte_order_of_mixed_case_and_punctuation() -> None:
