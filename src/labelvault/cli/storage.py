@@ -37,10 +37,14 @@ def reconcile(
     settings = settings_or_fail(data_dir=data_dir)
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=grace_hours)
 
-    async def go(platform: Platform) -> list[ReconcileResult]:
+    async def go(platform: Platform) -> list[ReconcileResult] | None:
         return await reconcile_all(platform, cutoff=cutoff, dry_run=dry_run)
 
-    results = with_platform(settings, go)
+    found = with_platform(settings, go)
+    if found is None:
+        typer.echo("another reconciliation is running (a server's daily one?); try later", err=True)
+        raise typer.Exit(1)
+    results = found
     for r in results:
         if r.error is not None:
             typer.echo(f"{r.project_id}: reconciliation failed ({r.error}); see the log", err=True)

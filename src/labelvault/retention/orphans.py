@@ -23,7 +23,8 @@ The reconciler, per active project, in the platform's own context:
    snapshot: an item that committed meanwhile had its image stored before it committed), as
    an error in the log and in the command's exit status: lost data is an incident.
 
-Export bundles are safe because a build records its bundle's id before writing the bundle, and
+One run at a time across every host (an advisory lock): a server whose daily run finds another
+in progress skips it. Export bundles are safe because a build records its bundle's id before writing the bundle, and
 key rotation rewrites a blob under its own id. The primary server runs :func:`run_reconciler`
 daily; ``labelvault storage reconcile`` runs it by hand (``--dry-run`` lists without deleting).
 """
@@ -31,6 +32,7 @@ daily; ``labelvault storage reconcile`` runs it by hand (``--dry-run`` lists wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -61,6 +63,7 @@ SYSTEM = ProjectContext(None, "system")
 ORPHAN_GRACE = dt.timedelta(days=1)
 RECONCILE_SECONDS = 24 * 3600.0
 MISSING_CHECKS = 1000
+RECONCILE_LOCK_KEY = 0x4C56_4252  # "LVBR": one reconciliation at a time, across hosts
 # the audit event names the blob ids that fit in one of its text fields, and the SHA-256 of
 # the whole list (sorted, one id per line), so a list kept elsewhere can be checked against it
 EVENT_ID_CHARS = 512
@@ -268,9 +271,32 @@ async def reconcile_all(
     *,
     cutoff: dt.datetime | None = None,
     dry_run: bool = False,
-) -> list[ReconcileResult]:
+) -> list[ReconcileResult] | None:
     """Reconcile every active project (until ``stop_event`` is set); one that fails is logged,
-    reported with its ``error``, and the others go on."""
+    reported with its ``error``, and the others go on. None: another server or command is
+    reconciling now (one run at a time across every host, by an advisory lock)."""
+    async with platform.db.control_pool.connection() as lock:
+        cur = await lock.execute("SELECT pg_try_advisory_lock(%s)", [RECONCILE_LOCK_KEY])
+        row = await cur.fetchone()
+        await lock.commit()  # a session lock: no transaction stays open while it is held
+        if row is None or not row[0]:
+            log.info("blob reconciliation already running elsewhere; skipped")
+            return None
+        try:
+            return await _reconcile_each(platform, stop_event, cutoff=cutoff, dry_run=dry_run)
+        finally:
+            with contextlib.suppress(psycopg.Error):  # a lost connection released it anyway
+                await lock.execute("SELECT pg_advisory_unlock(%s)", [RECONCILE_LOCK_KEY])
+                await lock.commit()
+
+
+async def _reconcile_each(
+    platform: Platform,
+    stop_event: asyncio.Event | None,
+    *,
+    cutoff: dt.datetime | None,
+    dry_run: bool,
+) -> list[ReconcileResult]:
     results: list[ReconcileResult] = []
     for project in await list_projects(platform.db, RECONCILER):
         if stop_event is not None and stop_event.is_set():

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 
+import psycopg
 import pytest
 from tests.integration.export.export_support import (
     LABELVAULT,
@@ -29,7 +30,7 @@ from labelvault.db.bootstrap import DatabaseTarget
 from labelvault.db.context import ProjectContext
 from labelvault.keys.values import project_cipher
 from labelvault.platform import Platform
-from labelvault.retention.orphans import reconcile_project
+from labelvault.retention.orphans import RECONCILE_LOCK_KEY, reconcile_all, reconcile_project
 from labelvault.settings import Settings
 from labelvault.storage import BlobStoreError, LocalBlobStore
 from labelvault.storage.base import BlobInfo
@@ -323,3 +324,40 @@ async def test_the_operator_reconciles_from_the_command_line(
         assert f"{pid}: 1 item image(s) missing from the store: {lost}" in incident.stderr
     finally:
         await close_team(team)
+
+
+async def test_one_reconciliation_at_a_time(
+    platform: Platform,
+    settings: Settings,
+    db_target: DatabaseTarget,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every host's primary server runs it daily: an advisory lock lets one run at a time (the
+    others skip theirs), and the command says so instead of running a second one."""
+    async with await psycopg.AsyncConnection.connect(db_target.owner_dsn, autocommit=True) as other:
+        await other.execute("SELECT pg_advisory_lock(%s)", [RECONCILE_LOCK_KEY])
+        assert await reconcile_all(platform) is None
+        refused = await asyncio.to_thread(
+            subprocess.run,
+            [LABELVAULT, "storage", "reconcile", "--dry-run"],
+            env=cli_env(settings, db_target),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert refused.returncode == 1 and "another reconciliation is running" in refused.stderr
+        await other.execute("SELECT pg_advisory_unlock(%s)", [RECONCILE_LOCK_KEY])
+    # a run (here over no project) takes the lock and gives it back when it ends
+    from labelvault.retention import orphans
+
+    async def no_projects(db: object, actor: object) -> list[object]:
+        return []
+
+    monkeypatch.setattr(orphans, "list_projects", no_projects)
+    assert await reconcile_all(platform) == []
+    async with await psycopg.AsyncConnection.connect(db_target.owner_dsn, autocommit=True) as c:
+        cur = await c.execute("SELECT pg_try_advisory_lock(%s)", [RECONCILE_LOCK_KEY])
+        row = await cur.fetchone()
+        assert row is not None and row[0] is True
+        await c.execute("SELECT pg_advisory_unlock(%s)", [RECONCILE_LOCK_KEY])
