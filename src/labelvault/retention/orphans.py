@@ -23,10 +23,11 @@ The reconciler, per active project, in the platform's own context:
    snapshot: an item that committed meanwhile had its image stored before it committed), as
    an error in the log and in the command's exit status: lost data is an incident.
 
-One run at a time across every host (an advisory lock): a server whose daily run finds another
-in progress skips it. Export bundles are safe because a build records its bundle's id before writing the bundle, and
+Export bundles are safe because a build records its bundle's id before writing the bundle, and
 key rotation rewrites a blob under its own id. The primary server runs :func:`run_reconciler`
 daily; ``labelvault storage reconcile`` runs it by hand (``--dry-run`` lists without deleting).
+One run at a time across every host (an advisory lock): a server whose daily run finds another
+in progress skips it, and the command refuses.
 """
 
 from __future__ import annotations
