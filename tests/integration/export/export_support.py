@@ -141,6 +141,13 @@ async def request_approve_build(team: Team, platform: Platform, fmt: str) -> dic
     return await wait_for_state(owner, url, {"ready", "failed"})
 
 
+async def ready_export(team: Team, platform: Platform, fmt: str = "jsonl") -> dict[str, Any]:
+    """:func:`request_approve_build`, which must end with the export ready."""
+    built = await request_approve_build(team, platform, fmt)
+    assert built["state"] == "ready", built
+    return built
+
+
 def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     """``labelvault worker`` in a subprocess, its output going to ``log``."""
     with log.open("ab") as out:

@@ -17,7 +17,7 @@ from tests.integration.export.export_support import (
     cli_env,
     close_team,
     marker,
-    request_approve_build,
+    ready_export,
 )
 from tests.integration.pipeline.conftest import Team
 from tests.support.platform import ServerThread
@@ -50,12 +50,6 @@ def only(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     return limit
 
 
-async def _ready_export(team: Team, platform: Platform) -> dict[str, Any]:
-    built = await request_approve_build(team, platform, "jsonl")
-    assert built["state"] == "ready", built
-    return built
-
-
 async def _row(platform: Platform, team: Team, export_id: str) -> dict[str, Any]:
     async with platform.db.project_tx(team.project_id, SYSTEM) as conn:
         cur = await conn.execute(
@@ -80,8 +74,8 @@ async def test_a_ready_export_expires_with_its_link_and_bundle(
     only(team, other)
     try:
         owner = team.clients["data_owner"]
-        built = await _ready_export(team, platform)
-        kept = await _ready_export(other, platform)
+        built = await ready_export(team, platform)
+        kept = await ready_export(other, platform)
         eid = built["export_id"]
         url = team.url(f"/exports/{eid}")
         # the bundle is kept for the retention time, and the export says until when
@@ -146,10 +140,10 @@ async def test_bundles_left_behind_are_deleted_once_even_after_a_store_failure(
     team, _ = await annotated_text_team(platform, server, marker())
     try:
         owner = team.clients["data_owner"]
-        failed = await _ready_export(team, platform)
+        failed = await ready_export(team, platform)
         await _set(platform, team, failed["export_id"], "state = 'failed'")
-        fresh = await _ready_export(team, platform)
-        old = await _ready_export(team, platform)
+        fresh = await ready_export(team, platform)
+        old = await ready_export(team, platform)
         for export in (fresh, old):
             link = (await owner.post(team.url(f"/exports/{export['export_id']}/link"))).json()
             assert (await owner.get(link["url"])).status_code == 200
@@ -193,8 +187,8 @@ async def test_exports_ready_before_expiry_existed_get_their_time_and_builds_are
     retention from the sweep that finds it; the blob of an export being built is its build's."""
     team, _ = await annotated_text_team(platform, server, marker())
     try:
-        legacy = await _ready_export(team, platform)
-        building = await _ready_export(team, platform)
+        legacy = await ready_export(team, platform)
+        building = await ready_export(team, platform)
         await _set(platform, team, legacy["export_id"], "expires_at = NULL")
         await _set(platform, team, building["export_id"], "state = 'building'")
         swept = await sweep_project(platform, team.project_id)
@@ -223,7 +217,7 @@ async def test_a_project_that_cannot_be_swept_is_reported_and_the_others_are_swe
     other, _ = await annotated_text_team(platform, server, marker())
     only(team, other)
     try:
-        built = await _ready_export(other, platform)
+        built = await ready_export(other, platform)
         await _set(platform, other, built["export_id"], "expires_at = now()")
         r = await team.clients["data_owner"].post(team.url("/exports"), json={"format": "jsonl"})
         assert r.status_code == 201, r.text  # an export: the project is swept
@@ -250,7 +244,7 @@ async def test_the_operator_sweeps_from_the_command_line(
 ) -> None:
     team, _ = await annotated_text_team(platform, server, marker())
     try:
-        built = await _ready_export(team, platform)
+        built = await ready_export(team, platform)
         await _set(platform, team, built["export_id"], "expires_at = now()")
         done = await asyncio.to_thread(
             subprocess.run,
@@ -285,7 +279,7 @@ async def test_projects_that_never_exported_are_not_visited(
     never, _ = await annotated_text_team(platform, server, marker())
     only(team, quiet, never)
     try:
-        built = await _ready_export(team, platform)
+        built = await ready_export(team, platform)
         await _set(platform, team, built["export_id"], "expires_at = now()")
         visited: list[object] = []
         real = expiry.sweep_project

@@ -19,6 +19,7 @@ from tests.integration.export.export_support import (
     drain,
     marker,
     png_zip,
+    ready_export,
     request_approve_build,
     wait_for_state,
 )
@@ -59,8 +60,7 @@ async def test_two_person_flow_and_one_time_download(
     team, expected = await annotated_text_team(platform, server, mark)
     try:
         owner, manager = team.clients["data_owner"], team.clients["manager"]
-        built = await request_approve_build(team, platform, fmt)
-        assert built["state"] == "ready", built
+        built = await ready_export(team, platform, fmt)
         manifest = built["manifest"]
         assert built["item_count"] == 4
         assert manifest["counts"]["records"] == 4 and manifest["counts"]["items"] == 4
@@ -316,8 +316,7 @@ async def test_a_bundle_gone_missing_fails_the_export_and_says_so(
     team, _ = await annotated_text_team(platform, server, marker())
     try:
         owner = team.clients["data_owner"]
-        built = await request_approve_build(team, platform, "jsonl")
-        assert built["state"] == "ready", built
+        built = await ready_export(team, platform)
         url = team.url(f"/exports/{built['export_id']}")
         blob_id = await _export_blob(platform, team, built["export_id"])
         assert blob_id is not None
@@ -370,8 +369,7 @@ async def test_a_bundle_that_does_not_decrypt_is_tried_again_with_a_fresh_keyrin
     team, _ = await annotated_text_team(platform, server, marker())
     try:
         owner = team.clients["data_owner"]
-        built = await request_approve_build(team, platform, "jsonl")
-        assert built["state"] == "ready", built
+        built = await ready_export(team, platform)
         url = team.url(f"/exports/{built['export_id']}")
         link = (await owner.post(f"{url}/link")).json()
         reloads: list[str] = []

@@ -21,7 +21,7 @@ from tests.integration.export.export_support import (
     LABELVAULT,
     close_team,
     png_zip,
-    request_approve_build,
+    ready_export,
 )
 from tests.integration.pipeline.conftest import Team, build_team
 from tests.support.platform import ServerThread, cli_env
@@ -51,8 +51,7 @@ async def _image_team(platform: Platform, server: ServerThread) -> Team:
         team.url("/imports"), content=png_zip(3), params={"format": "zip"}
     )
     assert r.status_code == 201, r.text
-    built = await request_approve_build(team, platform, "jsonl")
-    assert built["state"] == "ready", built
+    await ready_export(team, platform)
     return team
 
 
